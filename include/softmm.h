@@ -1,0 +1,127 @@
+/*
+ * softmm — Linux's virtual-memory subsystem for user address spaces, as a library.
+ *
+ * A machine (struct sm_machine) owns simulated physical RAM and a set of CPUs.
+ * An address space (struct sm_mm) has VMAs and 4-level x86-64 page tables that
+ * live inside that RAM. Threads reach guest memory through an struct sm_cpu,
+ * which translates through a per-CPU software TLB and faults like a real CPU.
+ *
+ * Every system call follows Linux x86-64 semantics: the same flag values as
+ * <sys/mman.h>, the same argument checks, and -errno on failure (never a crash).
+ *
+ * Errors that are specific to the simulation:
+ *   - Running out of simulated RAM is -ENOMEM from a system call (MAP_POPULATE,
+ *     mremap, page-table allocation) and -EFAULT from an access (sm_read /
+ *     sm_write), which a guest would see as SIGSEGV/SIGBUS.
+ *   - An access that the protection forbids, or to an unmapped address, is
+ *     -EFAULT (the guest's SIGSEGV).
+ *
+ * Threading: any thread may call the system calls on any mm. Each thread that
+ * accesses memory uses its own sm_cpu (an sm_cpu is not shared between threads
+ * at the same time). sm_mm_destroy and sm_machine_destroy must not race with
+ * other calls on the same object.
+ */
+#ifndef SOFTMM_H
+#define SOFTMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SOFTMM_VERSION_MAJOR 0
+#define SOFTMM_VERSION_MINOR 1
+
+struct sm_machine;
+struct sm_mm;
+struct sm_cpu;
+
+/* Machine flags (sm_config.flags). */
+#define SM_CFG_POISON_FREED   0x1u  /* fill freed frames with 0x6b and check on alloc */
+#define SM_CFG_CHECK_INVARIANTS 0x2u /* run sm_mm_check after every system call (slow) */
+#define SM_CFG_PREFAULT_RAM   0x4u  /* back all of RAM in the host at creation */
+#define SM_CFG_MUNMAP_ZAP_WRITE_LOCKED 0x8u /* munmap zaps under the write lock (the pre-4.20 way), to compare */
+
+struct sm_config {
+	size_t   ram_bytes;   /* simulated RAM; 0 = 4 GiB. Backed lazily by the host. */
+	unsigned max_cpus;    /* most sm_cpu objects alive at once; 0 = 64 */
+	unsigned flags;       /* SM_CFG_* */
+};
+
+struct sm_machine *sm_machine_create(const struct sm_config *cfg); /* cfg may be NULL; NULL+errno */
+void               sm_machine_destroy(struct sm_machine *m);
+
+struct sm_mm *sm_mm_create(struct sm_machine *m);   /* NULL+errno */
+void          sm_mm_destroy(struct sm_mm *mm);       /* exit: every frame goes back */
+
+/* System calls. >= 0 on success (an address for mmap, mremap, brk), -errno on failure.
+ *
+ * sm_mmap supports anonymous private mappings with MAP_FIXED, MAP_FIXED_NOREPLACE,
+ * MAP_POPULATE, MAP_NORESERVE, MAP_LOCKED (treated as MAP_POPULATE), MAP_STACK,
+ * MAP_GROWSDOWN is accepted as a plain mapping. Not supported yet: file mappings
+ * (fd != -1 without MAP_ANONYMOUS: -ENODEV), MAP_SHARED|MAP_ANONYMOUS (-EOPNOTSUPP),
+ * MAP_HUGETLB (-EINVAL, as a kernel without hugetlb pages reserved), MAP_SYNC
+ * (-EOPNOTSUPP, as Linux for a non-DAX file), MAP_UNINITIALIZED (ignored, as Linux).
+ */
+long sm_mmap(struct sm_mm *mm, unsigned long addr, unsigned long len, int prot,
+	     int flags, int fd, long offset);
+long sm_munmap(struct sm_mm *mm, unsigned long addr, unsigned long len);
+long sm_mprotect(struct sm_mm *mm, unsigned long addr, unsigned long len, int prot);
+long sm_madvise(struct sm_mm *mm, unsigned long addr, unsigned long len, int advice);
+long sm_mremap(struct sm_mm *mm, unsigned long old_addr, unsigned long old_len,
+	       unsigned long new_len, int flags, unsigned long new_addr);
+/* brk(0) and any refused change return the current break, as Linux does. */
+long sm_brk(struct sm_mm *mm, unsigned long brk);
+/* Where the heap starts (the kernel sets it after the ELF's bss); before any brk. */
+long sm_mm_set_brk_base(struct sm_mm *mm, unsigned long start_brk);
+
+struct sm_cpu *sm_cpu_create(struct sm_machine *m);  /* NULL+errno (EAGAIN past max_cpus) */
+void           sm_cpu_destroy(struct sm_cpu *cpu);
+void           sm_cpu_switch_mm(struct sm_cpu *cpu, struct sm_mm *mm); /* mm may be NULL */
+
+/* Guest accesses through the CPU's current mm: 0, or -EFAULT (unmapped, forbidden by the
+ * protection, or no RAM left). A partial access may have copied a prefix. */
+long sm_read(struct sm_cpu *cpu, unsigned long addr, void *buf, size_t len);
+long sm_write(struct sm_cpu *cpu, unsigned long addr, const void *buf, size_t len);
+
+/* /proc/<pid>/<name> of this mm: "maps", "smaps", "smaps_rollup", "status".
+ * Returns the full length (like snprintf; may exceed size) or -errno. */
+long sm_proc_read(struct sm_mm *mm, const char *name, char *buf, size_t size);
+/* /proc/<pid>/pagemap: one 64-bit entry per page from addr; entries written or -errno. */
+long sm_pagemap_read(struct sm_mm *mm, unsigned long addr, uint64_t *entries, size_t n);
+
+/* 0 when every invariant holds, else -EUCLEAN after printing what broke to stderr. */
+int sm_mm_check(struct sm_mm *mm);
+
+/* ---- Introspection ---- */
+
+struct sm_machine_stats {
+	uint64_t total_frames;      /* frames of simulated RAM */
+	uint64_t free_frames;       /* in the buddy allocator and per-CPU lists */
+	uint64_t pgtable_frames;    /* page-table pages of every mm */
+	uint64_t tlb_shootdowns;    /* flushes that had to reach another CPU */
+	uint64_t tlb_local_flushes; /* flushes handled on the calling CPU alone */
+};
+void sm_machine_stats(struct sm_machine *m, struct sm_machine_stats *st);
+
+/* mmap_lock instrumentation: hold times of each mode, and waits to acquire it. */
+#define SM_LOCK_HIST_BUCKETS 32     /* bucket i counts holds in [2^i, 2^(i+1)) ns; 0 holds < 2 ns */
+enum { SM_LOCK_READ = 0, SM_LOCK_WRITE = 1 };
+struct sm_lock_stats {
+	uint64_t acquisitions[2];
+	uint64_t hold_max_ns[2];
+	uint64_t hold_total_ns[2];
+	uint64_t hold_hist[2][SM_LOCK_HIST_BUCKETS];
+	uint64_t wait_max_ns[2];
+	uint64_t wait_total_ns[2];
+	uint64_t contended[2];     /* acquisitions that had to wait */
+};
+void sm_mm_lock_stats(struct sm_mm *mm, struct sm_lock_stats *st);
+void sm_mm_lock_stats_reset(struct sm_mm *mm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SOFTMM_H */

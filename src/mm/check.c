@@ -1,0 +1,190 @@
+/*
+ * sm_mm_check: the invariant checker. It takes the mmap_lock for writing
+ * and walks everything the mm owns:
+ *   - the VMA tree (ordering, gaps, map_count, page protections);
+ *   - every page table: each counted once in VmPTE, each a PG_pgtable frame
+ *     that is not free;
+ *   - every leaf entry: inside a VMA that allows what the entry allows, its
+ *     frame not free, refcount >= mapcount >= the PTEs that map it here
+ *     (equal when this is the machine's only mm);
+ *   - the RSS counters against the entries counted.
+ * It prints every violation and returns -EUCLEAN if there was one.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "mm/memory.h"
+#include "mm/page_alloc.h"
+#include "mm/pgtable.h"
+#include "mm/rmap.h"
+#include "mm/vma.h"
+
+struct checker {
+	struct sm_mm *mm;
+	uint32_t *maps;          /* PTEs seen per pfn */
+	long tables, anon, file;
+	int errors;
+};
+
+#define BAD(c, ...)                                                   \
+	do {                                                          \
+		if ((c)->errors++ < 20) {                             \
+			fprintf(stderr, "sm_mm_check: " __VA_ARGS__); \
+			fputc('\n', stderr);                          \
+		}                                                     \
+	} while (0)
+
+static void check_vmas(struct checker *c)
+{
+	struct sm_mm *mm = c->mm;
+	struct vm_area_struct *vma, *prev = NULL;
+	int n = 0;
+
+	if (gt_check(&mm->mm_mt))
+		BAD(c, "VMA tree structure broken");
+	for (vma = vma_first(mm); vma; prev = vma, vma = vma_next(vma)) {
+		n++;
+		if (vma->vm_start >= vma->vm_end || offset_in_page(vma->vm_start | vma->vm_end))
+			BAD(c, "VMA %lx-%lx malformed", vma->vm_start, vma->vm_end);
+		if (prev && prev->vm_end > vma->vm_start)
+			BAD(c, "VMAs %lx-%lx and %lx-%lx overlap", prev->vm_start, prev->vm_end,
+			    vma->vm_start, vma->vm_end);
+		if (vma->vm_end > mm->task_size)
+			BAD(c, "VMA %lx-%lx beyond TASK_SIZE", vma->vm_start, vma->vm_end);
+		if (vma->vm_page_prot != vm_get_page_prot(vma->vm_flags))
+			BAD(c, "VMA %lx-%lx page protection stale", vma->vm_start, vma->vm_end);
+		if (vma->detached || vma->vm_mm != mm)
+			BAD(c, "VMA %lx-%lx detached or foreign", vma->vm_start, vma->vm_end);
+	}
+	if (n != mm->map_count)
+		BAD(c, "map_count %d but %d VMAs", mm->map_count, n);
+}
+
+static void check_frame_in_use(struct checker *c, unsigned long pfn, const char *what)
+{
+	struct sm_machine *m = c->mm->machine;
+
+	if (pfn == 0 || pfn >= m->ram.nr_frames) {
+		BAD(c, "%s pfn %lu out of RAM", what, pfn);
+		return;
+	}
+	if (page_is_free(m, pfn))
+		BAD(c, "%s pfn %lu is also free", what, pfn);
+}
+
+static void check_leaf(struct checker *c, unsigned long addr, pte_t pte)
+{
+	struct sm_mm *mm = c->mm;
+	struct vm_area_struct *vma = vma_lookup(mm, addr);
+	unsigned long pfn = pte_pfn(pte);
+	struct page *page;
+
+	if (!vma) {
+		BAD(c, "PTE %llx at %lx outside every VMA", (unsigned long long)pte, addr);
+		return;
+	}
+	if (!pte_present(pte))
+		return;   /* swap entries come with reclaim */
+	if (pte_write(pte) && !(vma->vm_flags & VM_WRITE))
+		BAD(c, "writable PTE at %lx in a VMA without VM_WRITE", addr);
+	if (pte_hw_present(pte) && !(vma->vm_flags & VM_ACCESS_FLAGS))
+		BAD(c, "present PTE at %lx in a PROT_NONE VMA", addr);
+	if (pte_protnone(pte) && (vma->vm_flags & VM_ACCESS_FLAGS))
+		BAD(c, "PROT_NONE PTE at %lx in an accessible VMA", addr);
+	if (pte_special(pte)) {
+		if (pfn != mm->machine->zero_pfn)
+			BAD(c, "special PTE at %lx maps pfn %lu, not the zero page", addr, pfn);
+		if (pte_write(pte))
+			BAD(c, "zero page writable at %lx", addr);
+		return;
+	}
+	check_frame_in_use(c, pfn, "mapped");
+	page = pfn_to_page(mm->machine, pfn);
+	if (test_bit_flag(page, PG_pgtable) || test_bit_flag(page, PG_reserved))
+		BAD(c, "PTE at %lx maps a page table or reserved frame %lu", addr, pfn);
+	if (page_is_anon(page)) {
+		c->anon++;
+		if (!vma->anon_vma)
+			BAD(c, "anon page at %lx in a VMA without anon_vma", addr);
+		else if (page->index != linear_page_index(vma, addr))
+			BAD(c, "anon page at %lx has index %lu, expected %lu", addr, page->index,
+			    linear_page_index(vma, addr));
+	} else {
+		c->file++;
+	}
+	c->maps[pfn]++;
+}
+
+static void check_table(struct checker *c, pte_t *t, int level, unsigned long base)
+{
+	static const unsigned shift[4] = { PAGE_SHIFT, PMD_SHIFT, PUD_SHIFT, PGDIR_SHIFT };
+	struct sm_mm *mm = c->mm;
+
+	for (unsigned i = 0; i < PTRS_PER_TABLE; i++) {
+		unsigned long addr = base + ((unsigned long)i << shift[level]);
+		pte_t e = ptep_get(&t[i]);
+
+		if (!e)
+			continue;
+		if (level == 0) {
+			check_leaf(c, addr, e);
+			continue;
+		}
+		if ((e & _PAGE_TABLE) != _PAGE_TABLE || (e & _PAGE_PSE)) {
+			BAD(c, "bad level-%d entry %llx at %lx", level, (unsigned long long)e, addr);
+			continue;
+		}
+		check_frame_in_use(c, pte_pfn(e), "page table");
+		if (!test_bit_flag(table_page(mm, e), PG_pgtable))
+			BAD(c, "table at %lx lacks PG_pgtable", addr);
+		c->tables++;
+		check_table(c, table_of(mm, e), level - 1, addr);
+	}
+}
+
+static void check_counts(struct checker *c)
+{
+	struct sm_mm *mm = c->mm;
+	struct sm_machine *m = mm->machine;
+	bool alone = __atomic_load_n(&m->nr_mms, __ATOMIC_RELAXED) == 1;
+
+	if (c->tables != mm_pgtable_pages(mm))
+		BAD(c, "VmPTE counts %ld tables, found %ld", mm_pgtable_pages(mm), c->tables);
+	if (c->anon != get_mm_counter(mm, MM_ANONPAGES))
+		BAD(c, "RssAnon counter %ld, PTEs %ld", get_mm_counter(mm, MM_ANONPAGES), c->anon);
+	if (c->file != get_mm_counter(mm, MM_FILEPAGES) + get_mm_counter(mm, MM_SHMEMPAGES))
+		BAD(c, "RssFile+RssShmem counters disagree with %ld PTEs", c->file);
+	for (unsigned long pfn = 0; pfn < m->ram.nr_frames; pfn++) {
+		struct page *p;
+		int mc, rc;
+
+		if (!c->maps[pfn])
+			continue;
+		p = pfn_to_page(m, pfn);
+		mc = page_mapcount(p);
+		rc = page_ref_count(p);
+		if (mc < (int)c->maps[pfn] || (alone && mc != (int)c->maps[pfn]))
+			BAD(c, "pfn %lu: mapcount %d, mapped by %u PTEs here", pfn, mc, c->maps[pfn]);
+		if (rc < mc)
+			BAD(c, "pfn %lu: refcount %d below mapcount %d", pfn, rc, mc);
+	}
+}
+
+int sm_mm_check(struct sm_mm *mm)
+{
+	struct checker c = { .mm = mm };
+
+	if (!mm)
+		return -EINVAL;
+	c.maps = calloc(mm->machine->ram.nr_frames, sizeof(*c.maps));
+	if (!c.maps)
+		return -ENOMEM;
+	down_write(&mm->mmap_lock);
+	check_vmas(&c);
+	check_frame_in_use(&c, mm->pmap.pgd_pfn, "PGD");
+	check_table(&c, mm->pmap.pgd, 3, 0);
+	check_counts(&c);
+	up_write(&mm->mmap_lock);
+	free(c.maps);
+	return c.errors ? -EUCLEAN : 0;
+}

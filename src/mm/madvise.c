@@ -1,0 +1,261 @@
+/*
+ * madvise. Advice that changes VMA flags (NORMAL/RANDOM/SEQUENTIAL,
+ * DONTFORK/DOFORK, WIPEONFORK/KEEPONFORK, DONTDUMP/DODUMP, HUGEPAGE/
+ * NOHUGEPAGE, MERGEABLE/UNMERGEABLE) runs under the write lock and splits or
+ * merges VMAs as Linux does; advice that acts on pages (DONTNEED, FREE,
+ * WILLNEED, COLD, PAGEOUT, POPULATE_*) runs under the read lock, concurrently
+ * with faults. As in Linux, a hole in the range does not stop the walk over
+ * the VMAs that exist; the call then ends with -ENOMEM.
+ *
+ * Not implemented (-EINVAL, as a kernel built without them): MADV_REMOVE on
+ * private memory (Linux also says -EINVAL), MADV_COLLAPSE, MADV_HWPOISON,
+ * MADV_SOFT_OFFLINE, MADV_GUARD_INSTALL/REMOVE.
+ */
+#include <errno.h>
+#include <sys/mman.h>
+#include "mm/memory.h"
+#include "mm/mmap.h"
+#include "mm/mmu_gather.h"
+#include "mm/pgtable.h"
+#include "mm/rmap.h"
+#include "mm/vma.h"
+#include "mm/mm_api.h"
+
+#define VM_DONTDUMP 0x04000000ul
+#define VM_READHINTMASK (VM_SEQ_READ | VM_RAND_READ)
+
+#ifndef MADV_COLD
+#define MADV_COLD 20
+#endif
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21
+#endif
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+#ifndef MADV_DONTNEED_LOCKED
+#define MADV_DONTNEED_LOCKED 24
+#endif
+
+enum advice_kind { ADV_INVALID, ADV_FLAGS, ADV_PAGES, ADV_POPULATE };
+
+static enum advice_kind advice_kind(int advice)
+{
+	switch (advice) {
+	case MADV_NORMAL: case MADV_RANDOM: case MADV_SEQUENTIAL:
+	case MADV_DONTFORK: case MADV_DOFORK: case MADV_WIPEONFORK: case MADV_KEEPONFORK:
+	case MADV_DONTDUMP: case MADV_DODUMP: case MADV_HUGEPAGE: case MADV_NOHUGEPAGE:
+	case MADV_MERGEABLE: case MADV_UNMERGEABLE:
+		return ADV_FLAGS;
+	case MADV_DONTNEED: case MADV_DONTNEED_LOCKED: case MADV_FREE: case MADV_WILLNEED:
+	case MADV_COLD: case MADV_PAGEOUT: case MADV_REMOVE:
+		return ADV_PAGES;
+	case MADV_POPULATE_READ: case MADV_POPULATE_WRITE:
+		return ADV_POPULATE;
+	default:
+		return ADV_INVALID;
+	}
+}
+
+/* The flags `advice` gives vma, or -EINVAL. */
+static long advised_flags(struct vm_area_struct *vma, int advice)
+{
+	unsigned long f = vma->vm_flags;
+
+	switch (advice) {
+	case MADV_NORMAL:     return (long)(f & ~VM_READHINTMASK);
+	case MADV_SEQUENTIAL: return (long)((f & ~VM_READHINTMASK) | VM_SEQ_READ);
+	case MADV_RANDOM:     return (long)((f & ~VM_READHINTMASK) | VM_RAND_READ);
+	case MADV_DONTFORK:   return (long)(f | VM_DONTCOPY);
+	case MADV_DOFORK:     return (long)(f & ~VM_DONTCOPY);
+	case MADV_WIPEONFORK: return f & VM_SHARED ? -EINVAL : (long)(f | VM_WIPEONFORK);
+	case MADV_KEEPONFORK: return (long)(f & ~VM_WIPEONFORK);
+	case MADV_DONTDUMP:   return (long)(f | VM_DONTDUMP);
+	case MADV_DODUMP:     return (long)(f & ~VM_DONTDUMP);
+	case MADV_HUGEPAGE:   return (long)((f & ~VM_NOHUGEPAGE) | VM_HUGEPAGE);
+	case MADV_NOHUGEPAGE: return (long)((f & ~VM_HUGEPAGE) | VM_NOHUGEPAGE);
+	case MADV_MERGEABLE:  return f & VM_SHARED ? (long)f : (long)(f | VM_MERGEABLE);
+	case MADV_UNMERGEABLE: return (long)(f & ~VM_MERGEABLE);
+	}
+	return -EINVAL;
+}
+
+static long madvise_update_vma(struct vm_area_struct *vma, unsigned long start,
+			       unsigned long end, int advice)
+{
+	long newflags = advised_flags(vma, advice);
+	int err;
+
+	if (newflags < 0)
+		return newflags;
+	if ((unsigned long)newflags == vma->vm_flags)
+		return 0;
+	vma = vma_isolate(vma->vm_mm, vma, start, end, &err);
+	if (!vma)
+		return err;
+	vma_set_flags(vma, (unsigned long)newflags);
+	vma_merge_neighbours(vma->vm_mm, vma);
+	return 0;
+}
+
+/* MADV_FREE: clean private anonymous pages become discardable; a later
+ * write dirties them again and keeps them. */
+static void madvise_free_pte_range(struct mmu_gather *tlb, struct sm_mm *mm, pte_t *pmdp,
+				   unsigned long addr, unsigned long end)
+{
+	spinlock_t *ptl;
+	pte_t *ptep = pte_offset_map_lock(mm, pmdp, addr, &ptl);
+
+	if (!ptep)
+		return;
+	for (; addr < end; addr += PAGE_SIZE, ptep++) {
+		pte_t pte = ptep_get(ptep);
+		struct page *page;
+
+		if (!pte_hw_present(pte))
+			continue;
+		page = vm_normal_page(mm, pte);
+		if (!page || !page_is_anon(page) || page_mapcount(page) != 1)
+			continue;
+		ptep_clear_bits(ptep, _PAGE_DIRTY | _PAGE_ACCESSED);
+		clear_page_flag(page, PG_dirty);
+		clear_page_flag(page, PG_swapbacked);
+		set_page_flag(page, PG_lazyfree);
+		tlb_flush_pte_range(tlb, addr, PAGE_SIZE);
+	}
+	spin_unlock(ptl);
+}
+
+static void madvise_free_range(struct mmu_gather *tlb, struct vm_area_struct *vma,
+			       unsigned long start, unsigned long end)
+{
+	unsigned long addr = start;
+	pte_t *pmdp;
+
+	while (addr < end && (pmdp = pmd_next_table(vma->vm_mm, &addr, end))) {
+		unsigned long next = pmd_addr_end(addr, end);
+
+		madvise_free_pte_range(tlb, vma->vm_mm, pmdp, addr, next);
+		addr = next;
+	}
+}
+
+static long madvise_pages(struct mmu_gather *tlb, struct vm_area_struct *vma,
+			  unsigned long start, unsigned long end, int advice)
+{
+	switch (advice) {
+	case MADV_DONTNEED:
+	case MADV_DONTNEED_LOCKED:
+	case MADV_FREE:
+		if (vma->vm_flags & (advice == MADV_DONTNEED_LOCKED ? 0 : VM_LOCKED))
+			return -EINVAL;
+		if (advice == MADV_FREE)
+			madvise_free_range(tlb, vma, start, end);
+		else
+			zap_page_range(tlb, vma, start, end);
+		return 0;
+	case MADV_COLD:
+	case MADV_PAGEOUT:
+		/* No reclaim yet (and no swap): nothing to age or page out. */
+		return vma->vm_flags & VM_LOCKED ? -EINVAL : 0;
+	case MADV_REMOVE:
+		return -EINVAL;   /* private anonymous memory */
+	default:
+		return 0;         /* WILLNEED: anonymous memory has nothing to read ahead */
+	}
+}
+
+static long madvise_populate(struct sm_mm *mm, unsigned long start, unsigned long end, int advice)
+{
+	bool write = advice == MADV_POPULATE_WRITE;
+	unsigned long addr = start;
+
+	while (addr < end) {
+		struct vm_area_struct *vma = vma_lookup(mm, addr);
+		unsigned long stop;
+		long err;
+
+		if (!vma)
+			return -ENOMEM;
+		if (write ? !(vma->vm_flags & VM_WRITE) : !(vma->vm_flags & VM_READ))
+			return -EFAULT;
+		stop = min(end, vma->vm_end);
+		err = populate_range(mm, addr, stop, write);
+		if (err)
+			return err;
+		addr = stop;
+	}
+	return 0;
+}
+
+/* Apply advice to every VMA in [start, end); -ENOMEM at the end for holes. */
+static long madvise_walk_vmas(struct sm_mm *mm, unsigned long start, unsigned long end,
+			      int advice, enum advice_kind kind)
+{
+	struct vm_area_struct *vma = find_vma(mm, start);
+	long unmapped = 0, err = 0;
+	struct mmu_gather tlb;
+
+	tlb_gather_mmu(&tlb, mm);
+	while (start < end) {
+		unsigned long stop;
+
+		if (!vma || vma->vm_start >= end) {
+			unmapped = -ENOMEM;
+			break;
+		}
+		if (start < vma->vm_start) {
+			unmapped = -ENOMEM;
+			start = vma->vm_start;
+		}
+		stop = min(end, vma->vm_end);
+		if (kind == ADV_FLAGS)
+			err = madvise_update_vma(vma, start, stop, advice);
+		else
+			err = madvise_pages(&tlb, vma, start, stop, advice);
+		if (err)
+			break;
+		start = stop;
+		vma = find_vma(mm, start);
+	}
+	tlb_finish_mmu(&tlb);
+	return err ? err : unmapped;
+}
+
+long sm_madvise(struct sm_mm *mm, unsigned long start, unsigned long len, int advice)
+{
+	enum advice_kind kind = advice_kind(advice);
+	unsigned long end, alen;
+	long err;
+
+	if (kind == ADV_INVALID)
+		return -EINVAL;
+	if (offset_in_page(start))
+		return -EINVAL;
+	alen = PAGE_ALIGN(len);
+	if (len && !alen)
+		return -EINVAL;
+	end = start + alen;
+	if (end < start)
+		return -EINVAL;
+	if (end == start)
+		return 0;
+	mm_syscall_enter(mm);
+	if (kind == ADV_FLAGS) {
+		down_write(&mm->mmap_lock);
+		err = madvise_walk_vmas(mm, start, end, advice, kind);
+		up_write(&mm->mmap_lock);
+	} else {
+		down_read(&mm->mmap_lock);
+		if (kind == ADV_POPULATE)
+			err = madvise_populate(mm, start, end, advice);
+		else
+			err = madvise_walk_vmas(mm, start, end, advice, kind);
+		up_read(&mm->mmap_lock);
+	}
+	mm_syscall_exit(mm);
+	return err;
+}

@@ -1,0 +1,41 @@
+/* Page faults, and zapping the pages of a range. */
+#ifndef SM_MM_MEMORY_H
+#define SM_MM_MEMORY_H
+
+#include "mm/mm_types.h"
+
+struct mmu_gather;
+
+#define FAULT_FLAG_WRITE 0x1u
+
+#define VM_FAULT_OOM     0x1
+#define VM_FAULT_SIGSEGV 0x2
+
+pte_t vm_get_page_prot(unsigned long vm_flags);
+/* Whether an access of this kind is allowed by the VMA (x86: any of R/W/X reads). */
+bool vma_access_ok(const struct vm_area_struct *vma, bool write);
+
+/* Resolve a fault at addr in vma. Precondition: mmap_lock held for reading,
+ * vma contains addr and allows the access. 0 or VM_FAULT_*. */
+int handle_mm_fault(struct vm_area_struct *vma, unsigned long addr, unsigned flags);
+
+/* The struct page a present PTE maps, or NULL for special PFNs (zero page). */
+struct page *vm_normal_page(struct sm_mm *mm, pte_t pte);
+
+/* Clear every PTE of [start, end) in vma, gathering pages into tlb.
+ * Precondition: mmap_lock held (read suffices). */
+void zap_page_range(struct mmu_gather *tlb, struct vm_area_struct *vma,
+		    unsigned long start, unsigned long end);
+
+/* Walk helper: the PMD entry of the next PTE table at or after *addrp and
+ * below end (updating *addrp), or NULL. */
+pte_t *pmd_next_table(struct sm_mm *mm, unsigned long *addrp, unsigned long end);
+
+static inline unsigned long pmd_addr_end(unsigned long addr, unsigned long end)
+{
+	unsigned long b = (addr + PMD_SIZE) & PMD_MASK;
+
+	return b - 1 < end - 1 ? b : end;
+}
+
+#endif

@@ -1,0 +1,279 @@
+/*
+ * The machine-independent VM's data structures, and the rules for touching
+ * them. Every field says which lock protects it.
+ *
+ * Lock order (take top to bottom; never the reverse):
+ *
+ *   mm->mmap_lock            rwsem; sleeping. Protects the VMA tree and VMA fields.
+ *     anon_vma->lock         spinlock; the anon_vma's chain list
+ *       mm->page_table_lock  spinlock; populating PGD and PUD entries
+ *         PMD lock           spinlock in the PMD table's struct page (pmd_lockptr):
+ *                            populating or clearing PMD entries (installing/freeing
+ *                            a PTE table)
+ *           PTE lock         spinlock in the PTE table's struct page (pte_lockptr):
+ *                            every change of a leaf entry, folio rmap updates
+ *             zone->lock     spinlock; buddy free lists
+ *             cpu->flush_lock   (hw/) a CPU's TLB-flush mailbox
+ *
+ * A PTE may change without its lock in exactly one way: the CPU walker sets
+ * the accessed and dirty bits with compare-and-swap. Code that rewrites a
+ * PTE under the lock therefore uses atomic exchange or bit operations.
+ *
+ * Page-table pages are freed only after a TLB shootdown and an RCU grace
+ * period (mmu_gather.c), so lockless walkers never read a freed table.
+ */
+#ifndef SM_MM_TYPES_H
+#define SM_MM_TYPES_H
+
+#include <softmm.h>
+#include "base/compiler.h"
+#include "base/list.h"
+#include "base/spinlock.h"
+#include "base/rwsem.h"
+#include "base/gaptree.h"
+#include "hw/cpu.h"
+#include "hw/pmap.h"
+#include "hw/ram.h"
+
+/* ---------------------------------------------------------------- frames */
+
+/* struct page flags: atomic bit operations (page_flags.h). */
+enum pageflags {
+	PG_buddy,          /* free, head of a buddy block of `order` */
+	PG_pgtable,        /* a page-table page */
+	PG_head,           /* head of a folio of order >= 1 */
+	PG_tail,           /* tail page of a large folio */
+	PG_anon_exclusive, /* anon page mapped by exactly one mm's PTE(s) may be reused on write */
+	PG_dirty,
+	PG_swapbacked,     /* anon, not lazyfree */
+	PG_lazyfree,       /* MADV_FREE: may be discarded while clean */
+	PG_reserved,       /* never allocated: frame 0, the zero page */
+	PG_zero,           /* the shared zero page */
+	PG_pcp,            /* free, on a per-CPU list */
+	PG_poisoned,       /* free and filled with poison (SM_CFG_POISON_FREED) */
+};
+
+/*
+ * One per frame, 64 bytes. For a folio, the head page carries the folio's
+ * state; tail pages carry their own mapcount (and, in page 1, the folio's
+ * total mapcount for large folios).
+ */
+struct page {
+	uint32_t flags;            /* atomic bit ops */
+	int32_t refcount;          /* atomic; 0 = free */
+	int32_t mapcount;          /* atomic; PTEs mapping this page */
+	uint8_t order;             /* folio order (head) / buddy order (PG_buddy) */
+	uint8_t pad0[3];
+	void *mapping;             /* anon: anon_vma | PAGE_MAPPING_ANON; PTE lock of a mapping PTE
+				    * (and the folio's own serialization) for changes */
+	unsigned long index;       /* anon: linear page index in the anon_vma's space (vm_pgoff based) */
+	struct list_head lru;      /* buddy/pcp free lists (zone->lock or owner CPU);
+				    * mmu_gather batches while being freed */
+	spinlock_t ptl;            /* PG_pgtable: the table's lock (PTE or PMD lock) */
+	int32_t large_mapcount;    /* page 1 of a large folio: PTEs mapping any of its pages */
+	unsigned long private;     /* PG_pgtable: non-none entries (for reclaim and checking) */
+};
+
+_Static_assert(sizeof(struct page) <= 64, "per-frame metadata is at most 64 bytes");
+
+#define PAGE_MAPPING_ANON 0x1ul
+
+static inline bool test_bit_flag(const struct page *p, int bit)
+{
+	return (__atomic_load_n(&p->flags, __ATOMIC_RELAXED) >> bit) & 1;
+}
+static inline void set_page_flag(struct page *p, int bit)
+{
+	__atomic_fetch_or(&p->flags, 1u << bit, __ATOMIC_RELAXED);
+}
+static inline void clear_page_flag(struct page *p, int bit)
+{
+	__atomic_fetch_and(&p->flags, ~(1u << bit), __ATOMIC_RELAXED);
+}
+
+/* A folio is named by its head page; the struct is a view, not storage. */
+struct folio;
+static inline struct folio *page_folio_head(struct page *head) { return (struct folio *)head; }
+
+/* ---------------------------------------------------------------- zone */
+
+#define MAX_ORDER 10
+#define NR_ORDERS (MAX_ORDER + 1)
+
+struct free_area {
+	struct list_head list;     /* zone->lock */
+	unsigned long nr;          /* zone->lock */
+};
+
+struct zone {
+	spinlock_t lock;
+	struct free_area area[NR_ORDERS];   /* lock */
+	unsigned long free_pages;           /* atomic; includes per-CPU lists */
+	unsigned long managed;              /* immutable: frames the allocator owns */
+};
+
+/* Per-CPU list of order-0 frames: touched only by the owning CPU's thread. */
+#define PCP_HIGH 512
+#define PCP_BATCH 64
+struct per_cpu_pages {
+	struct list_head list;
+	unsigned count;
+};
+
+/* ---------------------------------------------------------------- rmap */
+
+struct anon_vma {
+	struct anon_vma *root;     /* immutable */
+	spinlock_t lock;           /* chain list */
+	int refcount;              /* atomic: VMAs chained + folios pointing here */
+	struct list_head chain;    /* anon_vma_chain.same_anon_vma; lock */
+	unsigned long num_active_vmas;   /* lock */
+};
+
+struct anon_vma_chain {
+	struct vm_area_struct *vma;
+	struct anon_vma *anon_vma;
+	struct list_head same_vma;       /* vma->anon_vma_chain; mmap_lock write */
+	struct list_head same_anon_vma;  /* anon_vma->chain; anon_vma->lock */
+};
+
+/* ---------------------------------------------------------------- VMAs */
+
+/* Linux's vm_flags values, so that masks and merge rules read the same. */
+#define VM_NONE       0x00000000ul
+#define VM_READ       0x00000001ul
+#define VM_WRITE      0x00000002ul
+#define VM_EXEC       0x00000004ul
+#define VM_SHARED     0x00000008ul
+#define VM_MAYREAD    0x00000010ul
+#define VM_MAYWRITE   0x00000020ul
+#define VM_MAYEXEC    0x00000040ul
+#define VM_MAYSHARE   0x00000080ul
+#define VM_GROWSDOWN  0x00000100ul
+#define VM_LOCKED     0x00002000ul
+#define VM_SEQ_READ   0x00008000ul
+#define VM_RAND_READ  0x00010000ul
+#define VM_DONTCOPY   0x00020000ul
+#define VM_DONTEXPAND 0x00040000ul
+#define VM_ACCOUNT    0x00100000ul
+#define VM_NORESERVE  0x00200000ul
+#define VM_WIPEONFORK 0x02000000ul
+#define VM_SOFTDIRTY  0x08000000ul
+#define VM_HUGEPAGE   0x20000000ul
+#define VM_NOHUGEPAGE 0x40000000ul
+#define VM_MERGEABLE  0x80000000ul
+
+#define VM_ACCESS_FLAGS (VM_READ | VM_WRITE | VM_EXEC)
+/* Flags that do not prevent two VMAs from merging (Linux's VM_IGNORE_MERGE). */
+#define VM_IGNORE_MERGE VM_SOFTDIRTY
+
+struct vm_area_struct {
+	struct gt_node vm_node;          /* start/end; in mm->mm_mt; mmap_lock write */
+	struct sm_mm *vm_mm;             /* immutable */
+	unsigned long vm_flags;          /* mmap_lock write (read lock to read) */
+	pte_t vm_page_prot;              /* derived from vm_flags; same lock */
+	unsigned long vm_pgoff;          /* mmap_lock write */
+	struct anon_vma *anon_vma;       /* set once under mmap_lock read + page_table_lock
+					  * (anon_vma_prepare), else mmap_lock write */
+	struct list_head anon_vma_chain; /* anon_vma_chain.same_vma; mmap_lock write or
+					  * mm->page_table_lock during anon_vma_prepare */
+	bool detached;                   /* removed from the tree; mmap_lock write */
+};
+
+#define vm_start vm_node.start
+#define vm_end   vm_node.end
+
+static inline unsigned long vma_pages(const struct vm_area_struct *v)
+{
+	return (v->vm_end - v->vm_start) >> PAGE_SHIFT;
+}
+
+static inline struct vm_area_struct *node_vma(struct gt_node *n)
+{
+	return n ? container_of(n, struct vm_area_struct, vm_node) : NULL;
+}
+
+/* ---------------------------------------------------------------- mm */
+
+enum { MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES, NR_MM_COUNTERS };
+
+#define TASK_SIZE ((1ul << 47) - PAGE_SIZE)
+#define DEFAULT_MAX_MAP_COUNT 65530
+
+struct sm_mm {
+	struct sm_machine *machine;      /* immutable */
+	struct pmap pmap;                /* root table, asid, cpumask */
+	struct rwsem mmap_lock;
+	struct gt_root mm_mt;            /* VMAs; mmap_lock (write to change) */
+	int map_count;                   /* mmap_lock write */
+	spinlock_t page_table_lock;      /* PGD/PUD population; anon_vma_prepare */
+
+	long rss[NR_MM_COUNTERS];        /* atomic */
+	long pgtables_bytes;             /* atomic: PUD, PMD and PTE tables (VmPTE) */
+	unsigned long hiwater_rss;       /* atomic max */
+	unsigned long hiwater_vm;        /* mmap_lock write */
+	unsigned long total_vm, data_vm, exec_vm, stack_vm, locked_vm;  /* mmap_lock write */
+
+	unsigned long mmap_base;         /* immutable */
+	unsigned long task_size;         /* immutable */
+	unsigned long start_brk, brk;    /* mmap_lock write */
+	bool brk_set;                    /* start_brk chosen; mmap_lock write */
+
+	long rcu_pending_tables;         /* atomic: tables waiting for a grace period */
+};
+
+/* ---------------------------------------------------------------- machine */
+
+struct sm_cpu {
+	struct hw_cpu *hw;               /* translation state; owner thread */
+	struct sm_machine *machine;      /* immutable */
+	struct sm_mm *mm;                /* owner thread */
+	struct per_cpu_pages pcp;        /* owner thread */
+};
+
+struct sm_machine {
+	struct ram ram;                  /* immutable */
+	struct page *pages;              /* frame metadata, one per frame; immutable pointer */
+	struct zone zone;
+	struct hw_cpus cpus;
+	unsigned flags;                  /* SM_CFG_*; immutable */
+	unsigned long zero_pfn;          /* immutable */
+	uint32_t next_asid;              /* atomic */
+	int max_map_count;               /* immutable */
+	bool munmap_zap_write_locked;    /* immutable: SM_CFG_MUNMAP_ZAP_WRITE_LOCKED */
+	long nr_mms;                     /* atomic */
+	long pgtable_frames;             /* atomic */
+};
+
+static inline struct page *pfn_to_page(struct sm_machine *m, unsigned long pfn)
+{
+	return &m->pages[pfn];
+}
+static inline unsigned long page_to_pfn(struct sm_machine *m, const struct page *p)
+{
+	return (unsigned long)(p - m->pages);
+}
+static inline void *page_address(struct sm_machine *m, const struct page *p)
+{
+	return pfn_to_virt(&m->ram, page_to_pfn(m, p));
+}
+
+/* The sm_cpu the calling thread last used on this machine, if any: frees
+ * and allocations go through its per-CPU list, and a TLB flush targeting
+ * only it needs no cross-thread handshake. */
+struct sm_cpu *this_cpu(struct sm_machine *m);
+
+static inline void add_mm_counter(struct sm_mm *mm, int member, long value)
+{
+	long now = __atomic_add_fetch(&mm->rss[member], value, __ATOMIC_RELAXED);
+
+	(void)now;
+}
+static inline long get_mm_counter(struct sm_mm *mm, int member)
+{
+	return __atomic_load_n(&mm->rss[member], __ATOMIC_RELAXED);
+}
+long get_mm_rss(struct sm_mm *mm);
+void update_hiwater_rss(struct sm_mm *mm);
+
+#endif

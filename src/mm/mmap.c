@@ -1,0 +1,353 @@
+/*
+ * mmap and munmap of anonymous memory, with x86-64 Linux's argument checks,
+ * placement and merge rules.
+ *
+ * Placement is top-down below mmap_base (TASK_SIZE - 128 MiB, Linux's value
+ * without randomization), honouring a hint when the range is free; anonymous
+ * mappings whose length is a multiple of 2 MiB and have no hint are aligned
+ * on 2 MiB as Linux does for THP.
+ *
+ * munmap runs in two phases (Linux 4.20): under the write lock it splits the
+ * edge VMAs and detaches every VMA of the range from the tree — from then on
+ * a fault there is -EFAULT — then downgrades to the read lock to zap the
+ * pages and free the page tables through the mmu_gather. The exclusive hold
+ * is independent of how much memory was mapped.
+ */
+#include <errno.h>
+#include <sys/mman.h>
+#include "mm/mmap.h"
+#include "mm/memory.h"
+#include "mm/mmu_gather.h"
+#include "mm/pgtable.h"
+#include "mm/vma.h"
+#include "mm/mm_api.h"
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef MAP_SHARED_VALIDATE
+#define MAP_SHARED_VALIDATE 0x03
+#endif
+#ifndef MAP_DROPPABLE
+#define MAP_DROPPABLE 0x08
+#endif
+#define MAP_TYPE_MASK 0x0f
+
+void vm_stat_account(struct sm_mm *mm, unsigned long flags, long npages)
+{
+	mm->total_vm += npages;
+	if ((flags & (VM_EXEC | VM_WRITE | VM_GROWSDOWN)) == VM_EXEC)
+		mm->exec_vm += npages;
+	else if (flags & VM_GROWSDOWN)
+		mm->stack_vm += npages;
+	else if ((flags & (VM_WRITE | VM_SHARED | VM_GROWSDOWN)) == VM_WRITE)
+		mm->data_vm += npages;
+	if (mm->total_vm > mm->hiwater_vm)
+		mm->hiwater_vm = mm->total_vm;
+}
+
+static bool range_free(struct sm_mm *mm, unsigned long addr, unsigned long len)
+{
+	return find_vma_intersection(mm, addr, addr + len) == NULL;
+}
+
+static unsigned long search_topdown(struct sm_mm *mm, unsigned long len, unsigned long low,
+				    unsigned long high)
+{
+	unsigned long out;
+
+	if (gt_find_gap_topdown(&mm->mm_mt, len, low, high, PAGE_SIZE - 1, 0, &out))
+		return (unsigned long)-ENOMEM;
+	return out;
+}
+
+unsigned long get_unmapped_area(struct sm_mm *mm, unsigned long addr, unsigned long len,
+				unsigned long flags)
+{
+	unsigned long ret;
+
+	if (len > mm->task_size)
+		return (unsigned long)-ENOMEM;
+	if (flags & MAP_FIXED) {
+		ret = addr;
+	} else if (flags & MAP_32BIT) {
+		unsigned long out;
+
+		if (gt_find_gap_bottomup(&mm->mm_mt, len, 0x40000000ul, 0x80000000ul,
+					 PAGE_SIZE - 1, 0, &out))
+			return (unsigned long)-ENOMEM;
+		ret = out;
+	} else if (addr) {
+		addr &= PAGE_MASK;
+		if (mm->task_size - len >= addr &&
+		    (addr > DEFAULT_MAP_WINDOW) == (addr + len > DEFAULT_MAP_WINDOW) &&
+		    range_free(mm, addr, len))
+			return addr;
+		ret = search_topdown(mm, len, PAGE_SIZE, mm->mmap_base);
+	} else if ((len & (PMD_SIZE - 1)) == 0) {
+		/* Linux's thp_get_unmapped_area: search len + 2 MiB, then align. */
+		ret = search_topdown(mm, len + PMD_SIZE, PAGE_SIZE, mm->mmap_base);
+		if (!IS_ERR_ADDR(ret)) {
+			unsigned long off_sub = (0 - ret) & (PMD_SIZE - 1);
+
+			ret = off_sub ? ret + off_sub : ret + PMD_SIZE;
+		} else {
+			ret = search_topdown(mm, len, PAGE_SIZE, mm->mmap_base);
+		}
+	} else {
+		ret = search_topdown(mm, len, PAGE_SIZE, mm->mmap_base);
+	}
+	if (IS_ERR_ADDR(ret))
+		return ret;
+	if (ret > mm->task_size - len)
+		return (unsigned long)-ENOMEM;
+	if (offset_in_page(ret))
+		return (unsigned long)-EINVAL;
+	return ret;
+}
+
+long mmap_region(struct sm_mm *mm, unsigned long addr, unsigned long len,
+		 unsigned long vm_flags, unsigned long pgoff)
+{
+	struct vm_area_struct *vma;
+	long err;
+
+	err = do_vmi_munmap(mm, addr, len, false);
+	if (err)
+		return err;
+	if ((vm_flags & (VM_NORESERVE | VM_SHARED | VM_WRITE)) == VM_WRITE)
+		vm_flags |= VM_ACCOUNT;
+	vma = vm_area_alloc(mm);
+	if (!vma)
+		return -ENOMEM;
+	vma->vm_start = addr;
+	vma->vm_end = addr + len;
+	vma->vm_pgoff = pgoff;
+	vma_set_flags(vma, vm_flags | VM_SOFTDIRTY);
+	err = vma_link(mm, vma);
+	SM_ASSERT(!err, "mmap_region: range %lx-%lx still occupied", addr, addr + len);
+	vma_merge_neighbours(mm, vma);
+	vm_stat_account(mm, vm_flags, (long)(len >> PAGE_SHIFT));
+	return (long)addr;
+}
+
+long populate_range(struct sm_mm *mm, unsigned long start, unsigned long end, bool write_only)
+{
+	unsigned long addr = start;
+
+	while (addr < end) {
+		struct vm_area_struct *vma = find_vma(mm, addr);
+		bool write;
+
+		if (!vma || vma->vm_start >= end)
+			return -ENOMEM;
+		if (vma->vm_start > addr)
+			return -ENOMEM;
+		write = (vma->vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE;
+		if (write_only && !(vma->vm_flags & VM_WRITE))
+			return -EFAULT;
+		if (!(vma->vm_flags & VM_ACCESS_FLAGS)) {
+			if (write_only)
+				return -EFAULT;
+			addr = vma->vm_end;
+			continue;
+		}
+		for (; addr < min(end, vma->vm_end); addr += PAGE_SIZE) {
+			int r = handle_mm_fault(vma, addr, write || write_only ? FAULT_FLAG_WRITE : 0);
+
+			if (r & VM_FAULT_OOM)
+				return -ENOMEM;
+			if (r)
+				return -EFAULT;
+		}
+	}
+	return 0;
+}
+
+static long do_mmap(struct sm_mm *mm, unsigned long addr, unsigned long len, int prot,
+		    int flags, unsigned long pgoff, unsigned long *populate)
+{
+	unsigned long vm_flags = VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
+	long ret;
+
+	if (!(flags & MAP_FIXED) && addr && (addr & PAGE_MASK) < MMAP_MIN_ADDR)
+		addr = PAGE_ALIGN(MMAP_MIN_ADDR);
+	len = PAGE_ALIGN(len);
+	if (!len)
+		return -ENOMEM;
+	if (pgoff + (len >> PAGE_SHIFT) < pgoff)
+		return -EOVERFLOW;
+	if (mm->map_count > mm->machine->max_map_count)
+		return -ENOMEM;
+	if (flags & MAP_FIXED_NOREPLACE)
+		flags |= MAP_FIXED;
+	addr = get_unmapped_area(mm, addr, len, (unsigned long)flags);
+	if (IS_ERR_ADDR(addr))
+		return (long)addr;
+	if ((flags & MAP_FIXED_NOREPLACE) && !range_free(mm, addr, len))
+		return -EEXIST;
+	switch (flags & MAP_TYPE_MASK) {
+	case MAP_PRIVATE:
+		break;
+	case MAP_SHARED:
+	case MAP_DROPPABLE:
+		return -EOPNOTSUPP;   /* shared and droppable anonymous memory: not yet */
+	default:
+		return -EINVAL;
+	}
+
+	if (prot & PROT_READ)
+		vm_flags |= VM_READ;
+	if (prot & PROT_WRITE)
+		vm_flags |= VM_WRITE;
+	if (prot & PROT_EXEC)
+		vm_flags |= VM_EXEC;
+	if (flags & MAP_GROWSDOWN)
+		vm_flags |= VM_GROWSDOWN;
+	if (flags & MAP_LOCKED)
+		vm_flags |= VM_LOCKED;
+	if (flags & MAP_STACK)
+		vm_flags |= VM_NOHUGEPAGE;
+	if (flags & MAP_NORESERVE)
+		vm_flags |= VM_NORESERVE;
+	pgoff = addr >> PAGE_SHIFT;
+
+	ret = mmap_region(mm, addr, len, vm_flags, pgoff);
+	if (ret >= 0 && ((vm_flags & VM_LOCKED) ||
+			 (flags & (MAP_POPULATE | MAP_NONBLOCK)) == MAP_POPULATE))
+		*populate = len;
+	return ret;
+}
+
+long sm_mmap(struct sm_mm *mm, unsigned long addr, unsigned long len, int prot,
+	     int flags, int fd, long offset)
+{
+	unsigned long populate = 0;
+	long ret;
+
+	if (offset & ~PAGE_MASK)
+		return -EINVAL;
+	if (!(flags & MAP_ANONYMOUS))
+		return fd < 0 ? -EBADF : -ENODEV;
+	if (flags & MAP_HUGETLB)
+		return -ENOMEM;   /* as a kernel with no huge pages reserved */
+	if (!len)
+		return -EINVAL;
+	mm_syscall_enter(mm);
+	down_write(&mm->mmap_lock);
+	ret = do_mmap(mm, addr, len, prot, flags, (unsigned long)offset >> PAGE_SHIFT, &populate);
+	if (ret >= 0 && populate) {
+		downgrade_write(&mm->mmap_lock);
+		populate_range(mm, (unsigned long)ret, (unsigned long)ret + populate, false);
+		up_read(&mm->mmap_lock);
+	} else {
+		up_write(&mm->mmap_lock);
+	}
+	mm_syscall_exit(mm);
+	return ret;
+}
+
+/* The VMAs of [start, end), detached from the tree, in address order. */
+struct detached {
+	struct vm_area_struct *first;   /* linked through vm_node.parent */
+	unsigned long floor, ceiling;   /* neighbours' bounds for free_pgtables */
+};
+
+static long detach_range(struct sm_mm *mm, unsigned long start, unsigned long end,
+			 struct detached *d)
+{
+	struct vm_area_struct *vma = find_vma_intersection(mm, start, end), *last, *prev, *next;
+	struct vm_area_struct **tail = &d->first;
+	int err;
+
+	d->first = NULL;
+	if (!vma)
+		return 0;
+	/* Both splits happen before anything is detached, so a failure
+	 * leaves every mapping in place. */
+	if (start > vma->vm_start) {
+		if (end < vma->vm_end && mm->map_count >= mm->machine->max_map_count)
+			return -ENOMEM;
+		err = split_vma(mm, vma, start, 1);
+		if (err)
+			return err;
+	}
+	last = vma_lookup(mm, end - 1);
+	if (last && end < last->vm_end) {
+		err = split_vma(mm, last, end, 1);
+		if (err)
+			return err;
+	}
+	prev = vma_prev(vma);
+	d->floor = prev ? prev->vm_end : 0;
+	while (vma && vma->vm_start < end) {
+		next = vma_next(vma);
+		vma_unlink(mm, vma);
+		vm_stat_account(mm, vma->vm_flags, -(long)vma_pages(vma));
+		*tail = vma;
+		tail = (struct vm_area_struct **)&vma->vm_node.parent;
+		*tail = NULL;
+		vma = next;
+	}
+	d->ceiling = vma ? vma->vm_start : 0;
+	return 0;
+}
+
+static void unmap_detached(struct sm_mm *mm, struct detached *d)
+{
+	struct vm_area_struct *vma, *next;
+	struct mmu_gather tlb;
+
+	tlb_gather_mmu(&tlb, mm);
+	for (vma = d->first; vma; vma = (struct vm_area_struct *)vma->vm_node.parent)
+		zap_page_range(&tlb, vma, vma->vm_start, vma->vm_end);
+	for (vma = d->first; vma; vma = (struct vm_area_struct *)vma->vm_node.parent)
+		free_pgtables(&tlb, mm, vma->vm_start, vma->vm_end, d->floor, d->ceiling);
+	tlb_finish_mmu(&tlb);
+	for (vma = d->first; vma; vma = next) {
+		next = (struct vm_area_struct *)vma->vm_node.parent;
+		vm_area_free(vma);
+	}
+}
+
+long do_vmi_munmap(struct sm_mm *mm, unsigned long start, unsigned long len, bool unlock)
+{
+	struct detached d;
+	unsigned long end;
+	long err;
+
+	if (offset_in_page(start) || start > mm->task_size || len > mm->task_size - start) {
+		err = -EINVAL;
+		goto out_unlock;
+	}
+	end = start + PAGE_ALIGN(len);
+	if (end == start) {
+		err = -EINVAL;
+		goto out_unlock;
+	}
+	err = detach_range(mm, start, end, &d);
+	if (err || !d.first)
+		goto out_unlock;
+	if (unlock && !mm->machine->munmap_zap_write_locked) {
+		downgrade_write(&mm->mmap_lock);
+		unmap_detached(mm, &d);
+		up_read(&mm->mmap_lock);
+		return 0;
+	}
+	unmap_detached(mm, &d);
+out_unlock:
+	if (unlock)
+		up_write(&mm->mmap_lock);
+	return err;
+}
+
+long sm_munmap(struct sm_mm *mm, unsigned long addr, unsigned long len)
+{
+	long ret;
+
+	mm_syscall_enter(mm);
+	down_write(&mm->mmap_lock);
+	ret = do_vmi_munmap(mm, addr, len, true);
+	mm_syscall_exit(mm);
+	return ret;
+}

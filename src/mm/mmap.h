@@ -1,0 +1,24 @@
+/* Creating and destroying mappings; shared by mmap, munmap, brk and mremap. */
+#ifndef SM_MM_MMAP_H
+#define SM_MM_MMAP_H
+
+#include "mm/mm_types.h"
+
+#define DEFAULT_MAP_WINDOW ((1ul << 47) - PAGE_SIZE)
+#define MMAP_MIN_ADDR 65536ul
+
+void vm_stat_account(struct sm_mm *mm, unsigned long flags, long npages);
+unsigned long get_unmapped_area(struct sm_mm *mm, unsigned long addr, unsigned long len,
+				unsigned long flags);
+/* Map [addr, addr+len) with vm_flags, replacing what is there.
+ * Precondition: mmap_lock held for writing. Returns addr or -errno. */
+long mmap_region(struct sm_mm *mm, unsigned long addr, unsigned long len,
+		 unsigned long vm_flags, unsigned long pgoff);
+/* Unmap [start, start+len). With `unlock` the mmap_lock (held for writing
+ * on entry) is downgraded after the VMAs are detached and released on
+ * return (also on error). Returns 0 or -errno. */
+long do_vmi_munmap(struct sm_mm *mm, unsigned long start, unsigned long len, bool unlock);
+/* Fault in [start, end) as MAP_POPULATE does. Precondition: mmap_lock read. */
+long populate_range(struct sm_mm *mm, unsigned long start, unsigned long end, bool write_only);
+
+#endif

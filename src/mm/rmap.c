@@ -1,0 +1,153 @@
+/*
+ * Reverse mapping of anonymous memory.
+ *
+ * An anon_vma is the rmap root of the anonymous folios faulted in a VMA (and,
+ * after fork, of its relatives). VMAs join anon_vmas through anon_vma_chain
+ * links: a VMA's same_vma list names every anon_vma whose folios it may map,
+ * an anon_vma's chain names every VMA that may map its folios. A folio points
+ * at its anon_vma through folio->mapping (low bit PAGE_MAPPING_ANON) and
+ * records its linear page index, so an rmap walk finds its address in each
+ * VMA as vm_start + (index - vm_pgoff) pages.
+ *
+ * Lifetime: an anon_vma is referenced by each chain link and by each folio
+ * pointing at it; it is freed when the last goes. The anon rmap of a folio
+ * is therefore removed at zap time (before the TLB flush), while the folio
+ * reference is dropped after it: the anon_vma outlives every folio that
+ * names it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include "mm/rmap.h"
+
+static struct anon_vma *anon_vma_alloc(void)
+{
+	struct anon_vma *av = calloc(1, sizeof(*av));
+
+	if (!av)
+		return NULL;
+	av->root = av;
+	spin_lock_init(&av->lock);
+	av->refcount = 1;
+	INIT_LIST_HEAD(&av->chain);
+	return av;
+}
+
+void put_anon_vma(struct anon_vma *av)
+{
+	if (__atomic_sub_fetch(&av->refcount, 1, __ATOMIC_ACQ_REL) == 0)
+		free(av);
+}
+
+static void get_anon_vma(struct anon_vma *av)
+{
+	__atomic_fetch_add(&av->refcount, 1, __ATOMIC_RELAXED);
+}
+
+static void chain_link(struct vm_area_struct *vma, struct anon_vma_chain *avc, struct anon_vma *av)
+{
+	avc->vma = vma;
+	avc->anon_vma = av;
+	list_add(&avc->same_vma, &vma->anon_vma_chain);
+	spin_lock(&av->lock);
+	list_add_tail(&avc->same_anon_vma, &av->chain);
+	av->num_active_vmas++;
+	spin_unlock(&av->lock);
+}
+
+/* Give the VMA an anon_vma before its first anonymous folio.
+ * Precondition: mmap_lock held (read suffices: page_table_lock serializes). */
+int anon_vma_prepare(struct vm_area_struct *vma)
+{
+	struct sm_mm *mm = vma->vm_mm;
+	struct anon_vma_chain *avc;
+	struct anon_vma *av;
+
+	if (likely(__atomic_load_n(&vma->anon_vma, __ATOMIC_ACQUIRE)))
+		return 0;
+	avc = malloc(sizeof(*avc));
+	av = anon_vma_alloc();
+	if (!avc || !av) {
+		free(avc);
+		free(av);
+		return -ENOMEM;
+	}
+	spin_lock(&mm->page_table_lock);
+	if (!vma->anon_vma) {
+		chain_link(vma, avc, av);
+		__atomic_store_n(&vma->anon_vma, av, __ATOMIC_RELEASE);
+		avc = NULL;
+		av = NULL;
+	}
+	spin_unlock(&mm->page_table_lock);
+	free(avc);
+	if (av)
+		put_anon_vma(av);
+	return 0;
+}
+
+int anon_vma_clone(struct vm_area_struct *dst, struct vm_area_struct *src)
+{
+	struct anon_vma_chain *pavc;
+
+	INIT_LIST_HEAD(&dst->anon_vma_chain);
+	list_for_each_entry(pavc, &src->anon_vma_chain, same_vma) {
+		struct anon_vma_chain *avc = malloc(sizeof(*avc));
+
+		if (!avc) {
+			unlink_anon_vmas(dst);
+			return -ENOMEM;
+		}
+		get_anon_vma(pavc->anon_vma);
+		chain_link(dst, avc, pavc->anon_vma);
+	}
+	dst->anon_vma = src->anon_vma;
+	return 0;
+}
+
+void unlink_anon_vmas(struct vm_area_struct *vma)
+{
+	struct anon_vma_chain *avc, *n;
+
+	list_for_each_entry_safe(avc, n, &vma->anon_vma_chain, same_vma) {
+		struct anon_vma *av = avc->anon_vma;
+
+		spin_lock(&av->lock);
+		list_del(&avc->same_anon_vma);
+		av->num_active_vmas--;
+		spin_unlock(&av->lock);
+		list_del(&avc->same_vma);
+		free(avc);
+		put_anon_vma(av);
+	}
+	vma->anon_vma = NULL;
+}
+
+void folio_add_new_anon_rmap(struct page *head, struct vm_area_struct *vma, unsigned long addr)
+{
+	struct anon_vma *av = vma->anon_vma;
+
+	get_anon_vma(av);
+	head->mapping = (void *)((unsigned long)av | PAGE_MAPPING_ANON);
+	head->index = linear_page_index(vma, addr);
+	set_page_flag(head, PG_swapbacked);
+	for (unsigned long i = 0; i < (1ul << head->order); i++) {
+		set_page_flag(head + i, PG_anon_exclusive);
+		__atomic_store_n(&head[i].mapcount, 1, __ATOMIC_RELAXED);
+	}
+	if (head->order)
+		__atomic_store_n(&head[1].large_mapcount, 1 << head->order, __ATOMIC_RELAXED);
+}
+
+void folio_remove_rmap_ptes(struct page *page, int nr)
+{
+	for (int i = 0; i < nr; i++) {
+		int left = __atomic_sub_fetch(&page[i].mapcount, 1, __ATOMIC_RELAXED);
+
+		SM_ASSERT(left >= 0, "mapcount underflow");
+	}
+}
+
+int page_mapcount(const struct page *p)
+{
+	return __atomic_load_n(&p->mapcount, __ATOMIC_RELAXED);
+}
