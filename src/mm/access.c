@@ -98,8 +98,35 @@ static long access_range(struct sm_cpu *cpu, unsigned long addr, char *buf, size
 	return 0;
 }
 
+/* The TLB-hit path of a small read that stays in one page, inlined so that
+ * an 8-byte guest load costs a few nanoseconds. */
+static inline bool read_fast(struct sm_cpu *cpu, unsigned long addr, void *buf, size_t len)
+{
+	struct hw_cpu *hw = cpu->hw;
+	char *host;
+
+	if (unlikely(!cpu->mm || len > PAGE_SIZE - offset_in_page(addr) || addr >= TASK_SIZE))
+		return false;
+	tlb_enter(hw);
+	host = tlb_lookup(hw, cpu->mm->pmap.asid, addr, false);
+	if (likely(host)) {
+#ifdef SM_TSAN
+		guest_copy(buf, host, len);
+#else
+		if (len == 8)
+			memcpy(buf, host, 8);
+		else
+			memcpy(buf, host, len);
+#endif
+	}
+	tlb_exit(hw);
+	return host != NULL;
+}
+
 long sm_read(struct sm_cpu *cpu, unsigned long addr, void *buf, size_t len)
 {
+	if (likely(cpu && read_fast(cpu, addr, buf, len)))
+		return 0;
 	return access_range(cpu, addr, buf, len, false);
 }
 
