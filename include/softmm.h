@@ -44,10 +44,24 @@ struct sm_cpu;
 #define SM_CFG_PREFAULT_RAM   0x4u  /* back all of RAM in the host at creation */
 #define SM_CFG_MUNMAP_ZAP_WRITE_LOCKED 0x8u /* munmap zaps under the write lock (the pre-4.20 way), to compare */
 
+#define SM_CFG_NO_FORK_BATCH  0x10u /* fork copies PTEs one by one, even within a large folio */
+#define SM_CFG_ANON_ORDERS    0x20u /* take anon_orders_* literally (else madvise = 2 MiB only) */
+
+/*
+ * Large anonymous folios: bit n of anon_orders_always allows folios of 2^n
+ * pages (n = 2..9: 16 KiB .. 2 MiB) for every anonymous write fault, as
+ * /sys/kernel/mm/transparent_hugepage/hugepages-<size>kB/enabled = always;
+ * anon_orders_madvise allows them in MADV_HUGEPAGE regions (= madvise).
+ * Without SM_CFG_ANON_ORDERS the machine behaves like a default Linux with
+ * THP=madvise: 2 MiB folios in MADV_HUGEPAGE regions. softmm maps them with
+ * PTEs (no PMD mappings yet, so AnonHugePages stays 0).
+ */
 struct sm_config {
 	size_t   ram_bytes;   /* simulated RAM; 0 = 4 GiB. Backed lazily by the host. */
 	unsigned max_cpus;    /* most sm_cpu objects alive at once; 0 = 64 */
 	unsigned flags;       /* SM_CFG_* */
+	unsigned anon_orders_always;
+	unsigned anon_orders_madvise;
 };
 
 struct sm_machine *sm_machine_create(const struct sm_config *cfg); /* cfg may be NULL; NULL+errno */
@@ -85,6 +99,11 @@ void           sm_cpu_switch_mm(struct sm_cpu *cpu, struct sm_mm *mm); /* mm may
  * protection, or no RAM left). A partial access may have copied a prefix. */
 long sm_read(struct sm_cpu *cpu, unsigned long addr, void *buf, size_t len);
 long sm_write(struct sm_cpu *cpu, unsigned long addr, const void *buf, size_t len);
+
+/* fork(2): *child gets a copy of parent's address space (private memory
+ * copy-on-write, MADV_DONTFORK ranges left out, MADV_WIPEONFORK ranges
+ * empty). 0 or -errno (-ENOMEM). */
+long sm_fork(struct sm_mm *parent, struct sm_mm **child);
 
 /* /proc/<pid>/<name> of this mm: "maps", "smaps", "smaps_rollup", "status".
  * Returns the full length (like snprintf; may exceed size) or -errno. */

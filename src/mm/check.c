@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "mm/memory.h"
+#include "mm/folio.h"
 #include "mm/page_alloc.h"
 #include "mm/pgtable.h"
 #include "mm/rmap.h"
@@ -77,7 +78,7 @@ static void check_leaf(struct checker *c, unsigned long addr, pte_t pte)
 	struct sm_mm *mm = c->mm;
 	struct vm_area_struct *vma = vma_lookup(mm, addr);
 	unsigned long pfn = pte_pfn(pte);
-	struct page *page;
+	struct page *page, *head;
 
 	if (!vma) {
 		BAD(c, "PTE %llx at %lx outside every VMA", (unsigned long long)pte, addr);
@@ -100,14 +101,17 @@ static void check_leaf(struct checker *c, unsigned long addr, pte_t pte)
 	}
 	check_frame_in_use(c, pfn, "mapped");
 	page = pfn_to_page(mm->machine, pfn);
+	head = page_head(mm->machine, page);
 	if (test_bit_flag(page, PG_pgtable) || test_bit_flag(page, PG_reserved))
 		BAD(c, "PTE at %lx maps a page table or reserved frame %lu", addr, pfn);
-	if (page_is_anon(page)) {
+	if (page_is_anon(head)) {
+		unsigned long index = head->index + (unsigned long)(page - head);
+
 		c->anon++;
 		if (!vma->anon_vma)
 			BAD(c, "anon page at %lx in a VMA without anon_vma", addr);
-		else if (page->index != linear_page_index(vma, addr))
-			BAD(c, "anon page at %lx has index %lu, expected %lu", addr, page->index,
+		else if (index != linear_page_index(vma, addr))
+			BAD(c, "anon page at %lx has index %lu, expected %lu", addr, index,
 			    linear_page_index(vma, addr));
 	} else {
 		c->file++;
@@ -142,6 +146,20 @@ static void check_table(struct checker *c, pte_t *t, int level, unsigned long ba
 	}
 }
 
+/* Sum of the page mapcounts of a folio; *here = PTEs of this mm mapping it. */
+static int folio_mapcount_sum(struct sm_machine *m, struct page *head, const uint32_t *maps, int *here)
+{
+	unsigned long pfn = page_to_pfn(m, head);
+	int sum = 0;
+
+	*here = 0;
+	for (unsigned long i = 0; i < folio_nr_pages(head); i++) {
+		sum += page_mapcount(head + i);
+		*here += (int)maps[pfn + i];
+	}
+	return sum;
+}
+
 static void check_counts(struct checker *c)
 {
 	struct sm_mm *mm = c->mm;
@@ -162,11 +180,21 @@ static void check_counts(struct checker *c)
 			continue;
 		p = pfn_to_page(m, pfn);
 		mc = page_mapcount(p);
-		rc = page_ref_count(p);
 		if (mc < (int)c->maps[pfn] || (alone && mc != (int)c->maps[pfn]))
 			BAD(c, "pfn %lu: mapcount %d, mapped by %u PTEs here", pfn, mc, c->maps[pfn]);
-		if (rc < mc)
-			BAD(c, "pfn %lu: refcount %d below mapcount %d", pfn, rc, mc);
+		p = page_head(m, p);
+		if (p != pfn_to_page(m, pfn))
+			continue;   /* the folio is checked once, from its head */
+		mc = folio_mapcount_sum(m, p, c->maps, &rc);
+		/* Every PTE mapping a folio holds one of its references. */
+		if (page_ref_count(p) < mc)
+			BAD(c, "folio %lu: refcount %d below its %d mappings", pfn, page_ref_count(p), mc);
+		if (folio_order(p) && folio_large_mapcount(p) != mc)
+			BAD(c, "folio %lu: large mapcount %d, page mapcounts sum to %d", pfn,
+			    folio_large_mapcount(p), mc);
+		if (alone && rc != page_ref_count(p))
+			BAD(c, "folio %lu: refcount %d, mapped by %d PTEs of the only mm", pfn,
+			    page_ref_count(p), rc);
 	}
 }
 

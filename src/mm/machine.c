@@ -60,6 +60,13 @@ struct sm_machine *sm_machine_create(const struct sm_config *cfg)
 	m->max_map_count = DEFAULT_MAX_MAP_COUNT;
 	m->munmap_zap_write_locked = (c.flags & SM_CFG_MUNMAP_ZAP_WRITE_LOCKED) != 0;
 	m->next_asid = 1;
+	m->fork_batch = !(c.flags & SM_CFG_NO_FORK_BATCH);
+	if (c.flags & SM_CFG_ANON_ORDERS) {
+		m->anon_orders_always = c.anon_orders_always & 0x3fcu;
+		m->anon_orders_madvise = c.anon_orders_madvise & 0x3fcu;
+	} else {
+		m->anon_orders_madvise = 1u << 9;
+	}
 	if (ram_init(&m->ram, c.ram_bytes, c.flags & SM_CFG_PREFAULT_RAM))
 		goto fail_m;
 	m->pages = alloc_frame_array(m->ram.nr_frames);

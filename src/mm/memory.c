@@ -15,6 +15,7 @@
  * Zap clears PTEs under their table's lock, removes anon rmaps immediately,
  * and hands folio references to the mmu_gather to drop after the TLB flush.
  */
+#include <errno.h>
 #include <string.h>
 #include "mm/memory.h"
 #include "mm/folio.h"
@@ -59,12 +60,61 @@ static pte_t mk_anon_pte(struct vm_area_struct *vma, unsigned long pfn)
 	return pte_mkdirty(pte_mkwrite(pte_mkyoung(pte)));
 }
 
+static bool ptes_none(const pte_t *ptep, unsigned long nr)
+{
+	for (unsigned long i = 0; i < nr; i++)
+		if (!pte_none(ptep_get(&ptep[i])))
+			return false;
+	return true;
+}
+
+static unsigned anon_fault_orders(const struct vm_area_struct *vma)
+{
+	const struct sm_machine *m = vma->vm_mm->machine;
+
+	if (vma->vm_flags & VM_NOHUGEPAGE)
+		return 0;
+	return m->anon_orders_always | ((vma->vm_flags & VM_HUGEPAGE) ? m->anon_orders_madvise : 0);
+}
+
+/*
+ * The largest allowed folio whose naturally aligned range lies inside the
+ * VMA and has no PTEs yet (looked at without the lock: rechecked under it),
+ * falling back order by order to a single page. *start is where it goes.
+ */
+static struct page *alloc_anon_folio(struct vm_area_struct *vma, unsigned long addr,
+				     const pte_t *ptep, unsigned long *start)
+{
+	struct sm_machine *m = vma->vm_mm->machine;
+	unsigned orders = anon_fault_orders(vma);
+	struct page *folio;
+
+	while (orders) {
+		unsigned order = 31 - (unsigned)__builtin_clz(orders);
+		unsigned long size = PAGE_SIZE << order, s = addr & ~(size - 1);
+
+		orders &= ~(1u << order);
+		if (s < vma->vm_start || s + size > vma->vm_end ||
+		    !ptes_none(ptep - ((addr - s) >> PAGE_SHIFT), 1ul << order))
+			continue;
+		folio = folio_alloc_anon(m, order, true);
+		if (folio) {
+			*start = s;
+			return folio;
+		}
+	}
+	*start = addr;
+	return folio_alloc_anon(m, 0, true);
+}
+
 static int do_anonymous_page(struct vm_area_struct *vma, unsigned long addr,
 			     pte_t *ptep, spinlock_t *ptl, unsigned flags)
 {
 	struct sm_mm *mm = vma->vm_mm;
 	struct sm_machine *m = mm->machine;
-	struct page *page;
+	unsigned long start, nr, pfn;
+	struct page *folio;
+	pte_t *first;
 
 	if (!(flags & FAULT_FLAG_WRITE)) {
 		pte_t zero = pfn_pte(m->zero_pfn, vma->vm_page_prot | _PAGE_SPECIAL);
@@ -76,40 +126,47 @@ static int do_anonymous_page(struct vm_area_struct *vma, unsigned long addr,
 	spin_unlock(ptl);
 	if (anon_vma_prepare(vma))
 		return VM_FAULT_OOM;
-	page = folio_alloc_anon(m, 0);
-	if (!page)
+	folio = alloc_anon_folio(vma, addr, ptep, &start);
+	if (!folio)
 		return VM_FAULT_OOM;
+	nr = folio_nr_pages(folio);
+	first = ptep - ((addr - start) >> PAGE_SHIFT);
 	spin_lock(ptl);
-	if (!pte_none(ptep_get(ptep))) {
+	if (!ptes_none(first, nr)) {
 		/* Another CPU's fault got here first. */
 		spin_unlock(ptl);
-		folio_put_refs(m, page, 1);
+		folio_put_refs(m, folio, 1);
 		return 0;
 	}
-	folio_add_new_anon_rmap(page, vma, addr);
-	add_mm_counter(mm, MM_ANONPAGES, 1);
-	set_pte(ptep, mk_anon_pte(vma, page_to_pfn(m, page)));
+	folio_add_new_anon_rmap(folio, vma, start);
+	/* One reference per mapping PTE, as a folio mapped nr times holds. */
+	folio_ref_add(folio, (int)nr - 1);
+	add_mm_counter(mm, MM_ANONPAGES, (long)nr);
+	pfn = page_to_pfn(m, folio);
+	for (unsigned long i = 0; i < nr; i++)
+		set_pte(&first[i], mk_anon_pte(vma, pfn + i));
 	spin_unlock(ptl);
 	return 0;
 }
 
-/* Replace the read-only mapping at ptep by a private copy. Entered with ptl
- * held; returns with it released. */
+/* Replace the read-only mapping at ptep by a private copy of `old` (NULL:
+ * the zero page). Entered with ptl held; returns with it released. */
 static int wp_page_copy(struct vm_area_struct *vma, unsigned long addr, pte_t *ptep,
 			spinlock_t *ptl, pte_t orig, struct page *old)
 {
 	struct sm_mm *mm = vma->vm_mm;
 	struct sm_machine *m = mm->machine;
+	struct page *head = old ? page_head(m, old) : NULL;
 	struct page *new;
+	int ret = 0;
 
-	if (old)
-		get_page(old);
+	if (head)
+		folio_ref_add(head, 1);   /* keep it while the lock is dropped */
 	spin_unlock(ptl);
-	if (anon_vma_prepare(vma))
-		goto oom;
-	new = folio_alloc_anon(m, 0);
-	if (!new)
-		goto oom;
+	if (anon_vma_prepare(vma) || !(new = folio_alloc_anon(m, 0, old == NULL))) {
+		ret = VM_FAULT_OOM;
+		goto out;
+	}
 	if (old)
 		memcpy(page_address(m, new), page_address(m, old), PAGE_SIZE);
 	spin_lock(ptl);
@@ -124,32 +181,43 @@ static int wp_page_copy(struct vm_area_struct *vma, unsigned long addr, pte_t *p
 	ptep_get_and_clear(ptep);
 	flush_tlb_range(mm, addr, addr + PAGE_SIZE);
 	set_pte(ptep, mk_anon_pte(vma, page_to_pfn(m, new)));
-	if (old) {
-		folio_remove_rmap_ptes(old, 1);
-		if (!page_is_anon(old))
-			add_mm_counter(mm, MM_FILEPAGES, -1);
-		else
-			add_mm_counter(mm, MM_ANONPAGES, -1);
-		folio_put_refs(m, old, 1);   /* the mapping's reference */
-	}
 	add_mm_counter(mm, MM_ANONPAGES, 1);
+	if (head) {
+		folio_remove_rmap_ptes(head, old, 1);
+		add_mm_counter(mm, page_is_anon(head) ? MM_ANONPAGES : MM_FILEPAGES, -1);
+		folio_put_refs(m, head, 1);   /* the old mapping's reference */
+	}
 	spin_unlock(ptl);
 out:
-	if (old)
-		folio_put_refs(m, old, 1);
-	return 0;
-oom:
-	if (old)
-		folio_put_refs(m, old, 1);
-	return VM_FAULT_OOM;
+	if (head)
+		folio_put_refs(m, head, 1);
+	return ret;
+}
+
+/* May this anonymous page be written in place? Only if no other PTE, in
+ * this mm or another, can reach it. */
+static bool wp_can_reuse_anon(struct sm_machine *m, struct page *page)
+{
+	struct page *head = page_head(m, page);
+
+	if (test_bit_flag(page, PG_anon_exclusive))
+		return true;
+	/* A small folio whose only reference is our mapping is ours alone
+	 * (the other side of a fork already copied or unmapped it). */
+	if (!folio_order(head) && folio_ref_count(head) == 1) {
+		set_page_flag(page, PG_anon_exclusive);
+		return true;
+	}
+	return false;
 }
 
 static int do_wp_page(struct vm_area_struct *vma, unsigned long addr, pte_t *ptep,
 		      spinlock_t *ptl, pte_t pte)
 {
+	struct sm_machine *m = vma->vm_mm->machine;
 	struct page *page = vm_normal_page(vma->vm_mm, pte);
 
-	if (page && page_is_anon(page) && test_bit_flag(page, PG_anon_exclusive)) {
+	if (page && page_is_anon(page_head(m, page)) && wp_can_reuse_anon(m, page)) {
 		/* Only this PTE can reach the page: upgrading needs no flush,
 		 * a CPU holding the read-only entry just faults once more. */
 		__atomic_fetch_or(ptep, _PAGE_RW | _PAGE_DIRTY | _PAGE_SOFT_DIRTY | _PAGE_ACCESSED,
@@ -214,6 +282,38 @@ pte_t *pmd_next_table(struct sm_mm *mm, unsigned long *addrp, unsigned long end)
 	return NULL;
 }
 
+/*
+ * How many PTEs from ptep (at most max_nr) map consecutive pages of the
+ * folio `head`, starting with `page`, and differ only in the bits hardware
+ * and fork may change (accessed, dirty, soft-dirty, writable): Linux's
+ * folio_pte_batch. *any_writable reports whether one of them was writable.
+ */
+unsigned long folio_pte_batch(struct sm_machine *m, struct page *head, struct page *page,
+			      const pte_t *ptep, pte_t pte, unsigned long max_nr,
+			      bool *any_writable)
+{
+	const pte_t ignore = _PAGE_ACCESSED | _PAGE_DIRTY | _PAGE_SOFT_DIRTY | _PAGE_RW;
+	unsigned long left = folio_nr_pages(head) - (unsigned long)(page - head);
+	unsigned long nr = 1;
+	pte_t expect = pte & ~ignore;
+
+	(void)m;
+	if (any_writable)
+		*any_writable = pte_write(pte);
+	max_nr = min(max_nr, left);
+	while (nr < max_nr) {
+		pte_t next = ptep_get(&ptep[nr]);
+
+		expect += PAGE_SIZE;   /* the next PFN */
+		if ((next & ~ignore) != expect)
+			break;
+		if (any_writable && pte_write(next))
+			*any_writable = true;
+		nr++;
+	}
+	return nr;
+}
+
 static void zap_pte_range(struct mmu_gather *tlb, struct sm_mm *mm, pte_t *pmdp,
 			  unsigned long addr, unsigned long end)
 {
@@ -221,28 +321,36 @@ static void zap_pte_range(struct mmu_gather *tlb, struct sm_mm *mm, pte_t *pmdp,
 	long anon = 0, file = 0;
 	spinlock_t *ptl;
 	pte_t *ptep = pte_offset_map_lock(mm, pmdp, addr, &ptl);
+	unsigned long nr;
 
 	if (!ptep)
 		return;
-	for (; addr < end; addr += PAGE_SIZE, ptep++) {
+	for (; addr < end; addr += nr << PAGE_SHIFT, ptep += nr) {
 		pte_t pte = ptep_get(ptep);
-		struct page *page;
+		struct page *page, *head;
 
+		nr = 1;
 		if (pte_none(pte))
 			continue;
-		pte = ptep_get_and_clear(ptep);
-		tlb_flush_pte_range(tlb, addr, PAGE_SIZE);
-		if (!pte_present(pte))
-			continue;   /* swap entries arrive with reclaim */
-		page = vm_normal_page(mm, pte);
-		if (!page)
+		page = pte_present(pte) ? vm_normal_page(mm, pte) : NULL;
+		if (!page) {
+			/* The zero page (and, with reclaim, swap entries). */
+			ptep_get_and_clear(ptep);
+			tlb_flush_pte_range(tlb, addr, PAGE_SIZE);
 			continue;
-		if (page_is_anon(page))
-			anon++;
+		}
+		head = page_head(m, page);
+		if (folio_order(head))
+			nr = folio_pte_batch(m, head, page, ptep, pte, (end - addr) >> PAGE_SHIFT, NULL);
+		for (unsigned long i = 0; i < nr; i++)
+			ptep_get_and_clear(&ptep[i]);
+		tlb_flush_pte_range(tlb, addr, nr << PAGE_SHIFT);
+		if (page_is_anon(head))
+			anon += (long)nr;
 		else
-			file++;
-		folio_remove_rmap_ptes(page, 1);
-		tlb_remove_folio_refs(tlb, page_head(m, page), 1);
+			file += (long)nr;
+		folio_remove_rmap_ptes(head, page, (int)nr);
+		tlb_remove_folio_refs(tlb, head, (int)nr);
 	}
 	if (anon)
 		add_mm_counter(mm, MM_ANONPAGES, -anon);
@@ -265,4 +373,92 @@ void zap_page_range(struct mmu_gather *tlb, struct vm_area_struct *vma,
 		zap_pte_range(tlb, mm, pmdp, addr, next);
 		addr = next;
 	}
+}
+
+/*
+ * fork's copy of one PTE table slice. A run of PTEs mapping consecutive
+ * pages of one large folio is copied as a batch: one folio reference update
+ * and one large mapcount update for the run, the parent's run write-
+ * protected together. Private writable memory becomes copy-on-write on both
+ * sides; the TLB flush for the parent's write-protection comes once, at the
+ * end of fork.
+ */
+static int copy_pte_range(struct vm_area_struct *dst_vma, struct vm_area_struct *src_vma,
+			  pte_t *src_pmdp, unsigned long addr, unsigned long end, bool *wrprotected)
+{
+	struct sm_mm *dst_mm = dst_vma->vm_mm, *src_mm = src_vma->vm_mm;
+	struct sm_machine *m = src_mm->machine;
+	bool cow = (src_vma->vm_flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE;
+	spinlock_t *dst_ptl, *src_ptl;
+	pte_t *dst_ptep, *src_ptep;
+	long rss = 0;
+	unsigned long nr;
+
+	dst_ptep = pte_alloc_map_lock(dst_mm, addr, &dst_ptl);
+	if (!dst_ptep)
+		return -ENOMEM;
+	/* The child is not yet reachable by anyone: no lock-order concern. */
+	src_ptep = pte_offset_map_lock(src_mm, src_pmdp, addr, &src_ptl);
+	if (!src_ptep) {
+		spin_unlock(dst_ptl);
+		return 0;
+	}
+	for (; addr < end; addr += nr << PAGE_SHIFT, src_ptep += nr, dst_ptep += nr) {
+		pte_t pte = ptep_get(src_ptep);
+		struct page *page, *head;
+		bool writable = false;
+
+		nr = 1;
+		if (pte_none(pte))
+			continue;
+		page = pte_present(pte) ? vm_normal_page(src_mm, pte) : NULL;
+		if (!page) {
+			set_pte(dst_ptep, pte_mkold(pte));   /* zero page */
+			continue;
+		}
+		head = page_head(m, page);
+		if (m->fork_batch && folio_order(head))
+			nr = folio_pte_batch(m, head, page, src_ptep, pte,
+					     (end - addr) >> PAGE_SHIFT, &writable);
+		else
+			writable = pte_write(pte);
+		folio_ref_add(head, (int)nr);
+		folio_dup_anon_rmap_ptes(head, page, (int)nr);
+		if (cow && writable) {
+			for (unsigned long i = 0; i < nr; i++)
+				ptep_clear_bits(&src_ptep[i], _PAGE_RW);
+			*wrprotected = true;
+		}
+		for (unsigned long i = 0; i < nr; i++) {
+			pte_t p = ptep_get(&src_ptep[i]);
+
+			set_pte(&dst_ptep[i], pte_mkold(cow ? pte_wrprotect(p) : p));
+		}
+		rss += (long)nr;
+	}
+	add_mm_counter(dst_mm, MM_ANONPAGES, rss);
+	spin_unlock(src_ptl);
+	spin_unlock(dst_ptl);
+	return 0;
+}
+
+int copy_page_range(struct vm_area_struct *dst_vma, struct vm_area_struct *src_vma)
+{
+	struct sm_mm *src_mm = src_vma->vm_mm;
+	unsigned long addr = src_vma->vm_start, end = src_vma->vm_end;
+	bool wrprotected = false;
+	pte_t *pmdp;
+	int err = 0;
+
+	while (addr < end && (pmdp = pmd_next_table(src_mm, &addr, end))) {
+		unsigned long next = pmd_addr_end(addr, end);
+
+		err = copy_pte_range(dst_vma, src_vma, pmdp, addr, next, &wrprotected);
+		if (err)
+			break;
+		addr = next;
+	}
+	if (wrprotected)
+		flush_tlb_range(src_mm, src_vma->vm_start, src_vma->vm_end);
+	return err;
 }

@@ -27,6 +27,13 @@ struct page *vm_normal_page(struct sm_mm *mm, pte_t pte);
 void zap_page_range(struct mmu_gather *tlb, struct vm_area_struct *vma,
 		    unsigned long start, unsigned long end);
 
+unsigned long folio_pte_batch(struct sm_machine *m, struct page *head, struct page *page,
+			      const pte_t *ptep, pte_t pte, unsigned long max_nr,
+			      bool *any_writable);
+/* fork: copy the PTEs of [start, end) from src_vma's mm into dst_vma's.
+ * 0 or -ENOMEM. Preconditions: both mmap_locks held for writing. */
+int copy_page_range(struct vm_area_struct *dst_vma, struct vm_area_struct *src_vma);
+
 /* Walk helper: the PMD entry of the next PTE table at or after *addrp and
  * below end (updating *addrp), or NULL. */
 pte_t *pmd_next_table(struct sm_mm *mm, unsigned long *addrp, unsigned long end);

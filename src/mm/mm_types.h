@@ -178,6 +178,7 @@ struct vm_area_struct {
 	struct list_head anon_vma_chain; /* anon_vma_chain.same_vma; mmap_lock write or
 					  * mm->page_table_lock during anon_vma_prepare */
 	bool detached;                   /* removed from the tree; mmap_lock write */
+	struct vm_area_struct *next_detached;  /* munmap's list of detached VMAs; its owner */
 };
 
 #define vm_start vm_node.start
@@ -241,6 +242,9 @@ struct sm_machine {
 	uint32_t next_asid;              /* atomic */
 	int max_map_count;               /* immutable */
 	bool munmap_zap_write_locked;    /* immutable: SM_CFG_MUNMAP_ZAP_WRITE_LOCKED */
+	bool fork_batch;                 /* immutable: !SM_CFG_NO_FORK_BATCH */
+	unsigned anon_orders_always;     /* immutable: folio orders for every anon fault */
+	unsigned anon_orders_madvise;    /* immutable: ... in VM_HUGEPAGE VMAs */
 	long nr_mms;                     /* atomic */
 	long pgtable_frames;             /* atomic */
 };

@@ -249,7 +249,7 @@ long sm_mmap(struct sm_mm *mm, unsigned long addr, unsigned long len, int prot,
 
 /* The VMAs of [start, end), detached from the tree, in address order. */
 struct detached {
-	struct vm_area_struct *first;   /* linked through vm_node.parent */
+	struct vm_area_struct *first;   /* linked through next_detached */
 	unsigned long floor, ceiling;   /* neighbours' bounds for free_pgtables */
 };
 
@@ -285,7 +285,7 @@ static long detach_range(struct sm_mm *mm, unsigned long start, unsigned long en
 		vma_unlink(mm, vma);
 		vm_stat_account(mm, vma->vm_flags, -(long)vma_pages(vma));
 		*tail = vma;
-		tail = (struct vm_area_struct **)&vma->vm_node.parent;
+		tail = &vma->next_detached;
 		*tail = NULL;
 		vma = next;
 	}
@@ -299,13 +299,13 @@ static void unmap_detached(struct sm_mm *mm, struct detached *d)
 	struct mmu_gather tlb;
 
 	tlb_gather_mmu(&tlb, mm);
-	for (vma = d->first; vma; vma = (struct vm_area_struct *)vma->vm_node.parent)
+	for (vma = d->first; vma; vma = vma->next_detached)
 		zap_page_range(&tlb, vma, vma->vm_start, vma->vm_end);
-	for (vma = d->first; vma; vma = (struct vm_area_struct *)vma->vm_node.parent)
+	for (vma = d->first; vma; vma = vma->next_detached)
 		free_pgtables(&tlb, mm, vma->vm_start, vma->vm_end, d->floor, d->ceiling);
 	tlb_finish_mmu(&tlb);
 	for (vma = d->first; vma; vma = next) {
-		next = (struct vm_area_struct *)vma->vm_node.parent;
+		next = vma->next_detached;
 		vm_area_free(vma);
 	}
 }

@@ -248,6 +248,46 @@ static long check_vma(struct sm_mm *mm, struct remap *r)
 	return 0;
 }
 
+/*
+ * A same-size MREMAP_FIXED move may span several VMAs (Linux 6.17): each is
+ * moved to keep its distance from the one before, gaps included. The range
+ * may not begin in a gap.
+ */
+static long remap_move(struct sm_mm *mm, struct remap *r)
+{
+	unsigned long start = r->addr, end = r->addr + r->old_len;
+	unsigned long target = r->new_addr, last_end = 0;
+	long res = -EFAULT;
+	bool seen = false;
+
+	for (;;) {
+		struct vm_area_struct *vma = find_vma(mm, seen ? last_end : start);
+		unsigned long offset;
+		long ret;
+
+		if (!vma || vma->vm_start >= end)
+			break;
+		if (!seen && start < vma->vm_start)
+			return -EFAULT;
+		offset = seen ? vma->vm_start - last_end : 0;
+		last_end = vma->vm_end;
+		r->vma = vma;
+		r->addr = max(vma->vm_start, start);
+		r->old_len = r->new_len = min(end, vma->vm_end) - r->addr;
+		r->new_addr = target + offset;
+		ret = check_vma(mm, r);
+		if (!ret)
+			ret = mremap_to(mm, r);
+		if (ret < 0)
+			return ret;
+		if (!seen)
+			res = ret;
+		seen = true;
+		target = (unsigned long)ret + r->new_len;
+	}
+	return res;
+}
+
 static long check_params(struct sm_mm *mm, struct remap *r)
 {
 	if (r->flags & ~(MREMAP_FIXED | MREMAP_MAYMOVE | MREMAP_DONTUNMAP))
@@ -293,6 +333,10 @@ long sm_mremap(struct sm_mm *mm, unsigned long addr, unsigned long old_len,
 		return ret;
 	mm_syscall_enter(mm);
 	down_write(&mm->mmap_lock);
+	if ((r.flags & MREMAP_FIXED) && r.old_len == r.new_len) {
+		ret = remap_move(mm, &r);
+		goto out;
+	}
 	r.vma = vma_lookup(mm, r.addr);
 	ret = check_vma(mm, &r);
 	if (ret)

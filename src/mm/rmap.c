@@ -18,6 +18,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include "mm/rmap.h"
+#include "mm/folio.h"
+#include "mm/pgtable.h"
 
 static struct anon_vma *anon_vma_alloc(void)
 {
@@ -104,6 +106,32 @@ int anon_vma_clone(struct vm_area_struct *dst, struct vm_area_struct *src)
 	return 0;
 }
 
+/* fork: the child's VMA joins every anon_vma of the parent's (so the rmap
+ * walk of a shared folio finds it) and gets an anon_vma of its own for the
+ * folios it will create by copy-on-write. */
+int anon_vma_fork(struct vm_area_struct *vma, struct vm_area_struct *pvma)
+{
+	struct anon_vma_chain *avc;
+	struct anon_vma *av;
+
+	if (!pvma->anon_vma)
+		return 0;
+	if (anon_vma_clone(vma, pvma))
+		return -ENOMEM;
+	avc = malloc(sizeof(*avc));
+	av = anon_vma_alloc();
+	if (!avc || !av) {
+		free(avc);
+		free(av);
+		unlink_anon_vmas(vma);
+		return -ENOMEM;
+	}
+	av->root = pvma->anon_vma->root;
+	chain_link(vma, avc, av);
+	vma->anon_vma = av;
+	return 0;
+}
+
 void unlink_anon_vmas(struct vm_area_struct *vma)
 {
 	struct anon_vma_chain *avc, *n;
@@ -130,21 +158,80 @@ void folio_add_new_anon_rmap(struct page *head, struct vm_area_struct *vma, unsi
 	head->mapping = (void *)((unsigned long)av | PAGE_MAPPING_ANON);
 	head->index = linear_page_index(vma, addr);
 	set_page_flag(head, PG_swapbacked);
-	for (unsigned long i = 0; i < (1ul << head->order); i++) {
+	for (unsigned long i = 0; i < folio_nr_pages(head); i++) {
 		set_page_flag(head + i, PG_anon_exclusive);
 		__atomic_store_n(&head[i].mapcount, 1, __ATOMIC_RELAXED);
 	}
-	if (head->order)
-		__atomic_store_n(&head[1].large_mapcount, 1 << head->order, __ATOMIC_RELAXED);
+	if (folio_order(head))
+		__atomic_store_n(&head[1].large_mapcount, (int)folio_nr_pages(head), __ATOMIC_RELAXED);
 }
 
-void folio_remove_rmap_ptes(struct page *page, int nr)
+void folio_remove_rmap_ptes(struct page *head, struct page *page, int nr)
 {
 	for (int i = 0; i < nr; i++) {
 		int left = __atomic_sub_fetch(&page[i].mapcount, 1, __ATOMIC_RELAXED);
 
 		SM_ASSERT(left >= 0, "mapcount underflow");
 	}
+	if (folio_order(head))
+		__atomic_fetch_sub(&head[1].large_mapcount, nr, __ATOMIC_RELAXED);
+}
+
+void folio_dup_anon_rmap_ptes(struct page *head, struct page *page, int nr)
+{
+	for (int i = 0; i < nr; i++) {
+		if (test_bit_flag(&page[i], PG_anon_exclusive))
+			clear_page_flag(&page[i], PG_anon_exclusive);
+		__atomic_fetch_add(&page[i].mapcount, 1, __ATOMIC_RELAXED);
+	}
+	if (folio_order(head))
+		__atomic_fetch_add(&head[1].large_mapcount, nr, __ATOMIC_RELAXED);
+}
+
+/*
+ * The anon rmap walk. A folio's anon_vma lists every VMA that may map it
+ * (the faulting VMA, its split pieces, and its descendants through fork);
+ * the folio's index gives the address in each. Holding the anon_vma's lock
+ * keeps those VMAs from being unlinked while we look.
+ */
+int rmap_walk_anon(struct sm_machine *m, struct page *page,
+		   bool (*fn)(const struct rmap_hit *hit, void *arg), void *arg)
+{
+	struct page *head = page_head(m, page);
+	struct anon_vma *av;
+	struct anon_vma_chain *avc;
+	unsigned long pfn = page_to_pfn(m, page);
+	unsigned long index = head->index + (unsigned long)(page - head);
+	int visited = 0;
+
+	if (!page_is_anon(head))
+		return 0;
+	av = page_anon_vma(head);
+	spin_lock(&av->lock);
+	list_for_each_entry(avc, &av->chain, same_anon_vma) {
+		struct vm_area_struct *vma = avc->vma;
+		struct sm_mm *mm = vma->vm_mm;
+		unsigned long addr;
+		spinlock_t *ptl;
+		pte_t *pmdp, *ptep;
+		struct rmap_hit hit;
+
+		if (index < vma->vm_pgoff || index - vma->vm_pgoff >= vma_pages(vma))
+			continue;
+		addr = vma->vm_start + ((index - vma->vm_pgoff) << PAGE_SHIFT);
+		pmdp = pmd_off(mm, addr);
+		if (!pmdp || !(ptep = pte_offset_map_lock(mm, pmdp, addr, &ptl)))
+			continue;
+		hit = (struct rmap_hit){ vma, addr, ptep_get(ptep) };
+		spin_unlock(ptl);
+		if (!pte_present(hit.pte) || pte_special(hit.pte) || pte_pfn(hit.pte) != pfn)
+			continue;
+		visited++;
+		if (!fn(&hit, arg))
+			break;
+	}
+	spin_unlock(&av->lock);
+	return visited;
 }
 
 int page_mapcount(const struct page *p)
