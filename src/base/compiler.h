@@ -54,6 +54,10 @@ void sm_panic(const char *file, int line, const char *func, const char *cond,
 			sm_panic(__FILE__, __LINE__, __func__, #cond, __VA_ARGS__); \
 	} while (0)
 
+/* Thread-locals on hot paths: the initial-exec model avoids a call to
+ * __tls_get_addr per access in position-independent code. */
+#define SM_TLS_IE __attribute__((tls_model("initial-exec")))
+
 #define PAGE_SHIFT 12
 #define PAGE_SIZE  (1UL << PAGE_SHIFT)
 #define PAGE_MASK  (~(PAGE_SIZE - 1))

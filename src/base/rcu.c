@@ -2,7 +2,7 @@
 #include <pthread.h>
 #include "base/rcu.h"
 
-__thread bool sm_rcu_registered;
+__thread bool sm_rcu_registered SM_TLS_IE;
 static pthread_key_t rcu_key;
 static pthread_once_t rcu_once = PTHREAD_ONCE_INIT;
 

@@ -10,7 +10,7 @@
 #include <urcu.h>
 #include "base/compiler.h"
 
-extern __thread bool sm_rcu_registered;
+extern __thread bool sm_rcu_registered SM_TLS_IE;
 void sm_rcu_register_slow(void);
 
 static inline void sm_rcu_thread_online(void)

@@ -56,8 +56,8 @@ struct hold {
 	uint64_t start;
 	int mode;
 };
-static __thread struct hold holds[HOLD_STACK];
-static __thread int nholds;
+static __thread struct hold holds[HOLD_STACK] SM_TLS_IE;
+static __thread int nholds SM_TLS_IE;
 
 static void stat_max(uint64_t *p, uint64_t v)
 {

@@ -19,7 +19,7 @@
 #define DEFAULT_CPUS 64
 #define DEFAULT_BRK_BASE 0x555555559000ul
 
-static __thread struct sm_cpu *tls_cpu;
+static __thread struct sm_cpu *tls_cpu SM_TLS_IE;
 
 struct sm_cpu *this_cpu(struct sm_machine *m)
 {

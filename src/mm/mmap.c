@@ -278,6 +278,8 @@ static long detach_range(struct sm_mm *mm, unsigned long start, unsigned long en
 		if (err)
 			return err;
 	}
+	/* A split with new_below may have moved vma above the range. */
+	vma = find_vma(mm, start);
 	prev = vma_prev(vma);
 	d->floor = prev ? prev->vm_end : 0;
 	while (vma && vma->vm_start < end) {
