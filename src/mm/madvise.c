@@ -17,6 +17,7 @@
 #include "mm/mmap.h"
 #include "mm/mmu_gather.h"
 #include "mm/pgtable.h"
+#include "mm/pt_reclaim.h"
 #include "mm/rmap.h"
 #include "mm/vma.h"
 #include "mm/mm_api.h"
@@ -152,10 +153,12 @@ static long madvise_pages(struct mmu_gather *tlb, struct vm_area_struct *vma,
 	case MADV_FREE:
 		if (vma->vm_flags & (advice == MADV_DONTNEED_LOCKED ? 0 : VM_LOCKED))
 			return -EINVAL;
-		if (advice == MADV_FREE)
+		if (advice == MADV_FREE) {
 			madvise_free_range(tlb, vma, start, end);
-		else
+		} else {
 			zap_page_range(tlb, vma, start, end);
+			reclaim_pt_range(tlb, vma->vm_mm, start, end);
+		}
 		return 0;
 	case MADV_COLD:
 	case MADV_PAGEOUT:

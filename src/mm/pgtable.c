@@ -11,6 +11,7 @@
  * frees through the mmu_gather, whose RCU deferral protects lockless walkers.
  */
 #include <errno.h>
+#include "base/rcu.h"
 #include "mm/pgtable.h"
 #include "mm/page_alloc.h"
 #include "mm/mmu_gather.h"
@@ -113,22 +114,29 @@ int pte_alloc(struct sm_mm *mm, pte_t *pmdp)
 
 pte_t *pte_offset_map_lock(struct sm_mm *mm, pte_t *pmdp, unsigned long addr, spinlock_t **ptl)
 {
-	pte_t pmd = ptep_get(pmdp);
+	pte_t *ptep = NULL;
 	struct page *tp;
+	pte_t pmd;
 
-	if (!(pmd & _PAGE_PRESENT))
-		return NULL;
-	tp = table_page(mm, pmd);
-	spin_lock(&tp->ptl);
-	/* Page-table reclaim may have freed the table between our read of
-	 * the PMD entry and the lock: it clears the entry first, under this
-	 * same lock, so a recheck settles it. */
-	if (unlikely(ptep_get(pmdp) != pmd)) {
-		spin_unlock(&tp->ptl);
-		return NULL;
+	/* Page-table reclaim (pt_reclaim.c) may free the table between our
+	 * read of the PMD entry and taking its lock. It clears the entry
+	 * under this same lock and frees after an RCU grace period, so inside
+	 * a read-side section the lock is still memory we may take, and a
+	 * recheck of the entry under it settles who won. */
+	rcu_read_lock();
+	pmd = ptep_get(pmdp);
+	if (pmd & _PAGE_PRESENT) {
+		tp = table_page(mm, pmd);
+		spin_lock(&tp->ptl);
+		if (likely(ptep_get(pmdp) == pmd)) {
+			*ptl = &tp->ptl;
+			ptep = &table_of(mm, pmd)[pte_index(addr)];
+		} else {
+			spin_unlock(&tp->ptl);
+		}
 	}
-	*ptl = &tp->ptl;
-	return &table_of(mm, pmd)[pte_index(addr)];
+	rcu_read_unlock();
+	return ptep;
 }
 
 pte_t *pte_alloc_map_lock(struct sm_mm *mm, unsigned long addr, spinlock_t **ptl)
@@ -144,7 +152,7 @@ pte_t *pte_alloc_map_lock(struct sm_mm *mm, unsigned long addr, spinlock_t **ptl
 	}
 }
 
-static bool table_empty(const pte_t *t)
+bool table_empty(const pte_t *t)
 {
 	for (unsigned i = 0; i < PTRS_PER_TABLE; i++)
 		if (ptep_get(&t[i]))

@@ -42,5 +42,6 @@ void free_pgtables(struct mmu_gather *tlb, struct sm_mm *mm, unsigned long start
 void free_all_pgtables(struct sm_mm *mm);
 
 long mm_pgtable_pages(struct sm_mm *mm);
+bool table_empty(const pte_t *t);
 
 #endif

@@ -1,0 +1,16 @@
+/* Reclaiming empty PTE tables (Linux 6.14's PT_RECLAIM and softmm's own advice). */
+#ifndef SM_MM_PT_RECLAIM_H
+#define SM_MM_PT_RECLAIM_H
+
+#include "mm/mm_types.h"
+
+struct mmu_gather;
+
+/* Free the PTE tables whose whole 2 MiB span lies in [start, end) and that
+ * hold only none entries. Precondition: mmap_lock held (read suffices). */
+void reclaim_pt_range(struct mmu_gather *tlb, struct sm_mm *mm, unsigned long start,
+		      unsigned long end);
+/* Free the PTE table under *pmdp if every entry is none; true if freed. */
+bool try_to_free_pte(struct mmu_gather *tlb, struct sm_mm *mm, pte_t *pmdp);
+
+#endif
