@@ -183,10 +183,11 @@ static long madvise_populate(struct sm_mm *mm, unsigned long start, unsigned lon
 
 		if (!vma)
 			return -ENOMEM;
+		/* GUP refuses the access: Linux reports "incompatible mapping". */
 		if (write ? !(vma->vm_flags & VM_WRITE) : !(vma->vm_flags & VM_READ))
-			return -EFAULT;
+			return -EINVAL;
 		stop = min(end, vma->vm_end);
-		err = populate_range(mm, addr, stop, write);
+		err = populate_range(mm, addr, stop, write ? POPULATE_WRITE : POPULATE_READ);
 		if (err)
 			return err;
 		addr = stop;

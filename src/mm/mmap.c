@@ -131,29 +131,28 @@ long mmap_region(struct sm_mm *mm, unsigned long addr, unsigned long len,
 	return (long)addr;
 }
 
-long populate_range(struct sm_mm *mm, unsigned long start, unsigned long end, bool write_only)
+long populate_range(struct sm_mm *mm, unsigned long start, unsigned long end, enum populate_mode mode)
 {
 	unsigned long addr = start;
 
 	while (addr < end) {
-		struct vm_area_struct *vma = find_vma(mm, addr);
-		bool write;
+		struct vm_area_struct *vma = vma_lookup(mm, addr);
+		unsigned fault;
 
-		if (!vma || vma->vm_start >= end)
+		if (!vma)
 			return -ENOMEM;
-		if (vma->vm_start > addr)
-			return -ENOMEM;
-		write = (vma->vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE;
-		if (write_only && !(vma->vm_flags & VM_WRITE))
-			return -EFAULT;
+		if (mode == POPULATE_WRITE)
+			fault = FAULT_FLAG_WRITE;
+		else if (mode == POPULATE_READ)
+			fault = 0;
+		else
+			fault = (vma->vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE ? FAULT_FLAG_WRITE : 0;
 		if (!(vma->vm_flags & VM_ACCESS_FLAGS)) {
-			if (write_only)
-				return -EFAULT;
-			addr = vma->vm_end;
+			addr = vma->vm_end;   /* MAP_POPULATE skips PROT_NONE */
 			continue;
 		}
 		for (; addr < min(end, vma->vm_end); addr += PAGE_SIZE) {
-			int r = handle_mm_fault(vma, addr, write || write_only ? FAULT_FLAG_WRITE : 0);
+			int r = handle_mm_fault(vma, addr, fault);
 
 			if (r & VM_FAULT_OOM)
 				return -ENOMEM;
@@ -238,7 +237,7 @@ long sm_mmap(struct sm_mm *mm, unsigned long addr, unsigned long len, int prot,
 	ret = do_mmap(mm, addr, len, prot, flags, (unsigned long)offset >> PAGE_SHIFT, &populate);
 	if (ret >= 0 && populate) {
 		downgrade_write(&mm->mmap_lock);
-		populate_range(mm, (unsigned long)ret, (unsigned long)ret + populate, false);
+		populate_range(mm, (unsigned long)ret, (unsigned long)ret + populate, POPULATE_MMAP);
 		up_read(&mm->mmap_lock);
 	} else {
 		up_write(&mm->mmap_lock);

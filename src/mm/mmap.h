@@ -18,7 +18,10 @@ long mmap_region(struct sm_mm *mm, unsigned long addr, unsigned long len,
  * on entry) is downgraded after the VMAs are detached and released on
  * return (also on error). Returns 0 or -errno. */
 long do_vmi_munmap(struct sm_mm *mm, unsigned long start, unsigned long len, bool unlock);
-/* Fault in [start, end) as MAP_POPULATE does. Precondition: mmap_lock read. */
-long populate_range(struct sm_mm *mm, unsigned long start, unsigned long end, bool write_only);
+/* How populate_range faults: as mmap's MAP_POPULATE (write faults where the
+ * mapping is private and writable), or MADV_POPULATE_READ / _WRITE. */
+enum populate_mode { POPULATE_MMAP, POPULATE_READ, POPULATE_WRITE };
+/* Fault in [start, end). Precondition: mmap_lock read. */
+long populate_range(struct sm_mm *mm, unsigned long start, unsigned long end, enum populate_mode mode);
 
 #endif

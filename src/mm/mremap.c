@@ -235,7 +235,8 @@ static long check_vma(struct sm_mm *mm, struct remap *r)
 		return 0;
 	if (!r->old_len)
 		return -EINVAL;   /* duplicating a private mapping makes no sense */
-	if (r->old_len > vma->vm_end - r->addr)
+	/* A shrinking move only needs what remains to lie inside the VMA. */
+	if (min(r->old_len, r->new_len) > vma->vm_end - r->addr)
 		return -EFAULT;
 	if (r->new_len == r->old_len)
 		return 0;
@@ -298,6 +299,8 @@ static long check_params(struct sm_mm *mm, struct remap *r)
 		return -EINVAL;
 	r->old_len = PAGE_ALIGN(r->old_len);
 	r->new_len = PAGE_ALIGN(r->new_len);
+	if (r->new_len > mm->task_size)
+		return -EINVAL;
 	if (!(r->flags & (MREMAP_FIXED | MREMAP_DONTUNMAP)))
 		return 0;
 	if (offset_in_page(r->new_addr))
