@@ -56,13 +56,45 @@ static void chain_link(struct vm_area_struct *vma, struct anon_vma_chain *avc, s
 	spin_unlock(&av->lock);
 }
 
+/* Neighbours that differ only in protection, with continuous offsets,
+ * could merge later: Linux's anon_vma_compatible. */
+static bool anon_vma_compatible(const struct vm_area_struct *a, const struct vm_area_struct *b)
+{
+	return a->vm_end == b->vm_start &&
+	       !((a->vm_flags ^ b->vm_flags) & ~(VM_ACCESS_FLAGS | VM_SOFTDIRTY)) &&
+	       b->vm_pgoff == a->vm_pgoff + ((b->vm_start - a->vm_start) >> PAGE_SHIFT);
+}
+
+static struct anon_vma *reusable_anon_vma(struct vm_area_struct *old, struct vm_area_struct *a,
+					  struct vm_area_struct *b)
+{
+	struct anon_vma *av;
+
+	if (!old || !anon_vma_compatible(a, b))
+		return NULL;
+	av = __atomic_load_n(&old->anon_vma, __ATOMIC_ACQUIRE);
+	return av && old->anon_vma_chain.next == old->anon_vma_chain.prev ? av : NULL;
+}
+
+/* Share a neighbour's anon_vma where the two VMAs may merge again later
+ * (after an mprotect split, say), as Linux does: next first, then prev. */
+static struct anon_vma *find_mergeable_anon_vma(struct vm_area_struct *vma)
+{
+	struct gt_node *n = gt_next(&vma->vm_node), *p = gt_prev(&vma->vm_node);
+	struct anon_vma *av = n ? reusable_anon_vma(node_vma(n), vma, node_vma(n)) : NULL;
+
+	if (!av && p)
+		av = reusable_anon_vma(node_vma(p), node_vma(p), vma);
+	return av;
+}
+
 /* Give the VMA an anon_vma before its first anonymous folio.
  * Precondition: mmap_lock held (read suffices: page_table_lock serializes). */
 int anon_vma_prepare(struct vm_area_struct *vma)
 {
 	struct sm_mm *mm = vma->vm_mm;
 	struct anon_vma_chain *avc;
-	struct anon_vma *av;
+	struct anon_vma *av, *shared;
 
 	if (likely(__atomic_load_n(&vma->anon_vma, __ATOMIC_ACQUIRE)))
 		return 0;
@@ -75,6 +107,12 @@ int anon_vma_prepare(struct vm_area_struct *vma)
 	}
 	spin_lock(&mm->page_table_lock);
 	if (!vma->anon_vma) {
+		shared = find_mergeable_anon_vma(vma);
+		if (shared) {
+			get_anon_vma(shared);
+			put_anon_vma(av);
+			av = shared;
+		}
 		chain_link(vma, avc, av);
 		__atomic_store_n(&vma->anon_vma, av, __ATOMIC_RELEASE);
 		avc = NULL;
