@@ -262,10 +262,15 @@ static long remap_move(struct sm_mm *mm, struct remap *r)
 	bool seen = false;
 
 	for (;;) {
-		struct vm_area_struct *vma = find_vma(mm, seen ? last_end : start);
+		struct vm_area_struct *vma;
 		unsigned long offset;
 		long ret;
 
+		/* Continue after the last source VMA as it was before it moved:
+		 * the moved copy may have merged with what follows. */
+		if (seen && last_end >= end)
+			break;
+		vma = find_vma(mm, seen ? last_end : start);
 		if (!vma || vma->vm_start >= end)
 			break;
 		if (!seen && start < vma->vm_start)
