@@ -105,6 +105,30 @@ long sm_write(struct sm_cpu *cpu, unsigned long addr, const void *buf, size_t le
  * empty). 0 or -errno (-ENOMEM). */
 long sm_fork(struct sm_mm *parent, struct sm_mm **child);
 
+/*
+ * Empty page-table reclaim. MADV_DONTNEED frees the PTE tables it empties
+ * (Linux 6.14). Beyond Linux:
+ *  - sm_madvise(mm, addr, len, SM_MADV_PT_RECLAIM) frees every empty PTE
+ *    table intersecting the range under the mmap read lock, then the PMD and
+ *    PUD tables left empty (those under the write lock, briefly). Holes in
+ *    the range are not an error: that is where empty tables linger.
+ *  - a background scanner per machine, off by default, reclaims the empty
+ *    tables of the mms that opted in with sm_mm_set_pt_reclaim (like a prctl).
+ */
+#define SM_MADV_PT_RECLAIM 0x534d01   /* collides with no Linux MADV_* value */
+long sm_mm_set_pt_reclaim(struct sm_mm *mm, int enable);
+struct sm_pt_scanner_config {
+	unsigned interval_ms;          /* sleep between passes; 0 = 100 */
+	unsigned long pages_per_pass;  /* virtual pages examined per mm per pass; 0 = 2^20 */
+};
+/* Start (cfg non-NULL) or stop (cfg NULL) the scanner. 0 or -errno. */
+int sm_pt_scanner(struct sm_machine *m, const struct sm_pt_scanner_config *cfg);
+struct sm_pt_scanner_stats {
+	uint64_t passes;
+	uint64_t tables_freed;
+};
+void sm_pt_scanner_stats(struct sm_machine *m, struct sm_pt_scanner_stats *st);
+
 /* /proc/<pid>/<name> of this mm: "maps", "smaps", "smaps_rollup", "status".
  * Returns the full length (like snprintf; may exceed size) or -errno. */
 long sm_proc_read(struct sm_mm *mm, const char *name, char *buf, size_t size);

@@ -13,6 +13,7 @@
 #include "mm/mmap.h"
 #include "mm/memory.h"
 #include "mm/pgtable.h"
+#include "mm/pt_reclaim.h"
 #include "mm/vma.h"
 
 #define DEFAULT_RAM (4ul << 30)
@@ -73,6 +74,7 @@ struct sm_machine *sm_machine_create(const struct sm_config *cfg)
 	if (!m->pages)
 		goto fail_ram;
 	page_alloc_init(m);
+	pt_scanner_init(m);
 	hw_cpus_init(&m->cpus, c.max_cpus);
 	zero = alloc_pages(m, 0, __GFP_ZERO);
 	if (!zero)
@@ -97,6 +99,7 @@ void sm_machine_destroy(struct sm_machine *m)
 {
 	if (!m)
 		return;
+	sm_pt_scanner(m, NULL);
 	/* Table batches still waiting for a grace period point into RAM. */
 	rcu_barrier();
 	hw_cpus_destroy(&m->cpus);
@@ -127,6 +130,7 @@ struct sm_mm *sm_mm_create(struct sm_machine *m)
 	mm->mmap_base = PAGE_ALIGN(TASK_SIZE - (128ul << 20));
 	mm->start_brk = mm->brk = DEFAULT_BRK_BASE;
 	mm->pmap.asid = __atomic_fetch_add(&m->next_asid, 1, __ATOMIC_RELAXED);
+	INIT_LIST_HEAD(&mm->pt_scan_node);
 	if (pgd_alloc(mm)) {
 		rwsem_destroy(&mm->mmap_lock);
 		free(mm);
@@ -147,6 +151,7 @@ void sm_mm_destroy(struct sm_mm *mm)
 	if (!mm)
 		return;
 	sm_rcu_thread_online();
+	sm_mm_set_pt_reclaim(mm, 0);
 	down_write(&mm->mmap_lock);
 	tlb_gather_mmu_fullmm(&tlb, mm);
 	for (vma = vma_first(mm); vma; vma = vma_next(vma))

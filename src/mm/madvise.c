@@ -235,6 +235,14 @@ long sm_madvise(struct sm_mm *mm, unsigned long start, unsigned long len, int ad
 	unsigned long end, alen;
 	long err;
 
+	if (advice == SM_MADV_PT_RECLAIM) {
+		if (offset_in_page(start) || start + PAGE_ALIGN(len) < start)
+			return -EINVAL;
+		mm_syscall_enter(mm);
+		err = madvise_pt_reclaim(mm, start, min(start + PAGE_ALIGN(len), mm->task_size));
+		mm_syscall_exit(mm);
+		return err;
+	}
 	if (kind == ADV_INVALID)
 		return -EINVAL;
 	if (offset_in_page(start))

@@ -4,6 +4,7 @@
  *
  * Lock order (take top to bottom; never the reverse):
  *
+ *   pt_scanner.lock          mutex; the scanner's list of opted-in mms (pt_reclaim.c)
  *   mm->mmap_lock            rwsem; sleeping. Protects the VMA tree and VMA fields.
  *     anon_vma->lock         spinlock; the anon_vma's chain list
  *       mm->page_table_lock  spinlock; populating PGD and PUD entries
@@ -25,6 +26,7 @@
 #ifndef SM_MM_TYPES_H
 #define SM_MM_TYPES_H
 
+#include <pthread.h>
 #include <softmm.h>
 #include "base/compiler.h"
 #include "base/list.h"
@@ -221,6 +223,10 @@ struct sm_mm {
 	bool brk_set;                    /* start_brk chosen; mmap_lock write */
 
 	long rcu_pending_tables;         /* atomic: tables waiting for a grace period */
+
+	struct list_head pt_scan_node;   /* machine->pt_scanner.mms; pt_scanner.lock */
+	bool pt_scan;                    /* opted in to the scanner; pt_scanner.lock */
+	unsigned long pt_scan_cursor;    /* next address to scan; pt_scanner.lock */
 };
 
 /* ---------------------------------------------------------------- machine */
@@ -230,6 +236,18 @@ struct sm_cpu {
 	struct sm_machine *machine;      /* immutable */
 	struct sm_mm *mm;                /* owner thread */
 	struct per_cpu_pages pcp;        /* owner thread */
+};
+
+/* The background page-table reclaim scanner (pt_reclaim.c). */
+struct pt_scanner {
+	pthread_mutex_t lock;            /* everything below but the statistics */
+	pthread_cond_t wake;
+	pthread_t thread;
+	bool running, stop;
+	unsigned interval_ms;
+	unsigned long pages_per_pass;
+	struct list_head mms;            /* sm_mm.pt_scan_node */
+	uint64_t passes, tables_freed;   /* atomic */
 };
 
 struct sm_machine {
@@ -247,6 +265,7 @@ struct sm_machine {
 	unsigned anon_orders_madvise;    /* immutable: ... in VM_HUGEPAGE VMAs */
 	long nr_mms;                     /* atomic */
 	long pgtable_frames;             /* atomic */
+	struct pt_scanner pt_scanner;
 };
 
 static inline struct page *pfn_to_page(struct sm_machine *m, unsigned long pfn)

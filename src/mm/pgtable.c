@@ -197,6 +197,11 @@ static void free_level(struct mmu_gather *tlb, struct sm_mm *mm, pte_t *t, int l
 			continue;
 		lock = level == 1 ? pmd_lockptr(mm, ep) : &mm->page_table_lock;
 		spin_lock(lock);
+		/* The scanner may have freed it meanwhile, under the same lock. */
+		if (ptep_get(ep) != e) {
+			spin_unlock(lock);
+			continue;
+		}
 		set_pte(ep, 0);
 		spin_unlock(lock);
 		tlb_remove_table(tlb, table_page(mm, e));
@@ -208,7 +213,11 @@ void free_pgtables(struct mmu_gather *tlb, struct sm_mm *mm, unsigned long start
 {
 	if (start >= end)
 		return;
+	/* munmap runs this under the read lock: two of them, or the
+	 * reclaim scanner, may be freeing tables of the same gap. */
+	rcu_read_lock();
 	free_level(tlb, mm, mm->pmap.pgd, 3, start, end, floor, ceiling);
+	rcu_read_unlock();
 }
 
 static void free_subtree(struct sm_mm *mm, pte_t *t, int level)

@@ -1,4 +1,4 @@
-/* Reclaiming empty PTE tables (Linux 6.14's PT_RECLAIM and softmm's own advice). */
+/* Reclaiming empty page tables: see pt_reclaim.c. */
 #ifndef SM_MM_PT_RECLAIM_H
 #define SM_MM_PT_RECLAIM_H
 
@@ -12,5 +12,8 @@ void reclaim_pt_range(struct mmu_gather *tlb, struct sm_mm *mm, unsigned long st
 		      unsigned long end);
 /* Free the PTE table under *pmdp if every entry is none; true if freed. */
 bool try_to_free_pte(struct mmu_gather *tlb, struct sm_mm *mm, pte_t *pmdp);
+/* SM_MADV_PT_RECLAIM. Takes the mmap_lock itself. */
+long madvise_pt_reclaim(struct sm_mm *mm, unsigned long start, unsigned long end);
+void pt_scanner_init(struct sm_machine *m);
 
 #endif

@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include <cmocka.h>
 #include <urcu.h>
 #include "mm/pgtable.h"
@@ -65,10 +66,66 @@ static void test_dontneed_frees_tables(void **state)
 	sm_machine_destroy(m);
 }
 
+/* One page in every 2 MiB of a sparse region, as the host test does. */
+static struct sm_mm *sparse(struct sm_machine *m, struct sm_cpu *c, unsigned long len, long *a)
+{
+	struct sm_mm *mm = sm_mm_create(m);
+
+	sm_cpu_switch_mm(c, mm);
+	*a = sm_mmap(mm, 1ul << 44, len, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+	assert_int_equal(*a, 1ul << 44);   /* 1 GiB aligned: 4 PMD tables */
+	touch(c, (unsigned long)*a, len, PMD_SIZE);
+	assert_int_equal(sm_madvise(mm, *a, len, MADV_DONTNEED), 0);
+	return mm;
+}
+
+static void test_request_and_scanner(void **state)
+{
+	struct sm_config cfg = { .ram_bytes = 256 << 20, .flags = SM_CFG_POISON_FREED };
+	struct sm_machine *m = sm_machine_create(&cfg);
+	struct sm_cpu *c = sm_cpu_create(m);
+	unsigned long len = 4ul << 30;
+	struct sm_pt_scanner_stats st;
+	long a;
+
+	(void)state;
+	/* MADV_DONTNEED frees the PTE tables; the PMD tables stay (4 of them). */
+	struct sm_mm *mm = sparse(m, c, len, &a);
+	assert_int_equal(mm_pgtable_pages(mm), 1 + 4);
+	assert_int_equal(sm_madvise(mm, a - PUD_SIZE, len + 2 * PUD_SIZE, SM_MADV_PT_RECLAIM), 0);
+	assert_int_equal(mm_pgtable_pages(mm), 0);
+	assert_int_equal(sm_mm_check(mm), 0);
+	touch(c, (unsigned long)a, len, PUD_SIZE);
+	assert_int_equal(sm_mm_check(mm), 0);
+
+	/* The scanner does the same for an mm that opted in, and only for it. */
+	struct sm_mm *other = sparse(m, c, len, &a);
+	struct sm_mm *opted = sparse(m, c, len, &a);
+	assert_int_equal(sm_mm_set_pt_reclaim(opted, 1), 0);
+	struct sm_pt_scanner_config sc = { .interval_ms = 1, .pages_per_pass = 1ul << 24 };
+	assert_int_equal(sm_pt_scanner(m, &sc), 0);
+	for (int i = 0; i < 5000 && mm_pgtable_pages(opted) > 0; i++)
+		usleep(1000);
+	assert_int_equal(mm_pgtable_pages(opted), 0);
+	assert_int_equal(mm_pgtable_pages(other), 1 + 4);
+	sm_pt_scanner_stats(m, &st);
+	assert_true(st.passes > 0 && st.tables_freed >= 5);
+	/* Destroying an opted-in mm while the scanner runs is safe. */
+	sm_cpu_switch_mm(c, NULL);
+	sm_mm_destroy(opted);
+	assert_int_equal(sm_pt_scanner(m, NULL), 0);
+	sm_mm_destroy(other);
+	sm_mm_destroy(mm);
+	sm_cpu_destroy(c);
+	sm_machine_destroy(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dontneed_frees_tables),
+		cmocka_unit_test(test_request_and_scanner),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
