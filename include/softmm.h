@@ -73,11 +73,13 @@ void          sm_mm_destroy(struct sm_mm *mm);       /* exit: every frame goes b
 /* System calls. >= 0 on success (an address for mmap, mremap, brk), -errno on failure.
  *
  * sm_mmap supports anonymous private mappings with MAP_FIXED, MAP_FIXED_NOREPLACE,
- * MAP_POPULATE, MAP_NORESERVE, MAP_LOCKED (treated as MAP_POPULATE), MAP_STACK,
- * MAP_GROWSDOWN is accepted as a plain mapping. Not supported yet: file mappings
- * (fd != -1 without MAP_ANONYMOUS: -ENODEV), MAP_SHARED|MAP_ANONYMOUS (-EOPNOTSUPP),
- * MAP_HUGETLB (-EINVAL, as a kernel without hugetlb pages reserved), MAP_SYNC
- * (-EOPNOTSUPP, as Linux for a non-DAX file), MAP_UNINITIALIZED (ignored, as Linux).
+ * MAP_POPULATE, MAP_NORESERVE, MAP_LOCKED (VM_LOCKED, populated; no mlock limits),
+ * MAP_STACK (VM_NOHUGEPAGE, as Linux 6.7+), MAP_32BIT, and MAP_GROWSDOWN (a plain
+ * mapping: faults below it do not grow it). Not supported yet: file mappings
+ * (fd >= 0 without MAP_ANONYMOUS: -ENODEV; a negative fd: -EBADF, as Linux),
+ * MAP_SHARED|MAP_ANONYMOUS and MAP_DROPPABLE (-EOPNOTSUPP), MAP_HUGETLB (-ENOMEM,
+ * as a kernel with no huge pages reserved). Unknown flag bits are ignored, as
+ * Linux does for MAP_PRIVATE.
  */
 long sm_mmap(struct sm_mm *mm, unsigned long addr, unsigned long len, int prot,
 	     int flags, int fd, long offset);
