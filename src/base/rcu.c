@@ -3,6 +3,9 @@
 #include "base/rcu.h"
 
 __thread bool sm_rcu_registered SM_TLS_IE;
+#ifdef SM_TSAN
+char sm_rcu_tsan_token;
+#endif
 static pthread_key_t rcu_key;
 static pthread_once_t rcu_once = PTHREAD_ONCE_INIT;
 

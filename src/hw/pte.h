@@ -84,7 +84,9 @@ static inline pte_t pte_modify(pte_t p, pte_t newprot)
 
 /* Entries of any level are read and written atomically: the CPU walker
  * reads them without locks and sets A/D bits with compare-and-swap. */
-static inline pte_t ptep_get(const pte_t *ptep) { return __atomic_load_n(ptep, __ATOMIC_RELAXED); }
+/* Acquire: a reader that follows an upper-level entry must see the zeroed
+ * table that set_pte published (free on x86). */
+static inline pte_t ptep_get(const pte_t *ptep) { return __atomic_load_n(ptep, __ATOMIC_ACQUIRE); }
 static inline void set_pte(pte_t *ptep, pte_t v) { __atomic_store_n(ptep, v, __ATOMIC_RELEASE); }
 static inline pte_t ptep_get_and_clear(pte_t *ptep) { return __atomic_exchange_n(ptep, 0, __ATOMIC_ACQ_REL); }
 

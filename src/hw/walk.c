@@ -9,11 +9,15 @@
  * writable and dirty when it was cached, so the first write after a clean
  * fill re-walks and marks the PTE dirty: dirty tracking never misses a write.
  */
-#include <urcu.h>
+#include "base/rcu.h"
 #include "hw/cpu.h"
 
 static const pte_t *next_table(const struct ram *ram, pte_t e)
 {
+	/* A freed, poisoned table reads as entries full of 0x6b: their PFNs
+	 * lie far beyond RAM. Catch that here rather than wander off. */
+	SM_ASSERT(pte_pfn(e) < ram->nr_frames,
+		  "walker read entry %llx: a freed page table", (unsigned long long)e);
 	return pfn_to_virt(ram, pte_pfn(e));
 }
 
@@ -66,17 +70,19 @@ char *tlb_fill(struct hw_cpu *c, const struct ram *ram, struct pmap *pm,
 	char *frame = NULL;
 	pte_t *ptep, pte;
 
-	rcu_read_lock();
+	sm_rcu_read_lock();
 	ptep = walk_to_pte(ram, pm, va);
 	if (ptep) {
 		pte = ptep_get(ptep);
 		if (mark_young_dirty(ptep, &pte, write)) {
+			SM_ASSERT(pte_pfn(pte) < ram->nr_frames,
+				  "walker read PTE %llx: a freed page table", (unsigned long long)pte);
 			frame = pfn_to_virt(ram, pte_pfn(pte));
 			e->tag = tlb_tag(pm->asid, va);
 			e->host = (uintptr_t)frame |
 				  ((pte & _PAGE_RW) && (pte & _PAGE_DIRTY) ? TLB_HOST_W : 0);
 		}
 	}
-	rcu_read_unlock();
+	sm_rcu_read_unlock();
 	return frame ? frame + offset_in_page(va) : NULL;
 }

@@ -28,7 +28,7 @@ void folio_put_refs(struct sm_machine *m, struct page *head, int refs)
 		put_anon_vma(page_anon_vma(head));
 	order = folio_order(head);
 	for (unsigned long i = 1; i < (1ul << order); i++) {
-		head[i].flags = 0;
+		__atomic_store_n(&head[i].flags, 0, __ATOMIC_RELAXED);
 		head[i].private = 0;
 		head[i].large_mapcount = 0;
 	}

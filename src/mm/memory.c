@@ -107,34 +107,61 @@ static struct page *alloc_anon_folio(struct vm_area_struct *vma, unsigned long a
 	return folio_alloc_anon(m, 0, true);
 }
 
-static int do_anonymous_page(struct vm_area_struct *vma, unsigned long addr,
-			     pte_t *ptep, spinlock_t *ptl, unsigned flags)
+/*
+ * A fault in progress, as Linux's struct vm_fault. The PTE table may be
+ * reclaimed whenever its lock is not held (pt_reclaim.c), so a handler that
+ * drops the lock to allocate relocks through the PMD entry (which cannot go
+ * away under the mmap read lock) and starts over if the table changed.
+ */
+struct vm_fault {
+	struct vm_area_struct *vma;
+	unsigned long addr;
+	unsigned flags;
+	pte_t *pmdp;
+	pte_t *ptep;           /* valid while ptl is held */
+	spinlock_t *ptl;
+	pte_t orig_pte;
+};
+
+static bool relock_pte(struct vm_fault *vmf)
 {
+	vmf->ptep = pte_offset_map_lock(vmf->vma->vm_mm, vmf->pmdp, vmf->addr, &vmf->ptl);
+	return vmf->ptep != NULL;
+}
+
+static int do_anonymous_page(struct vm_fault *vmf)
+{
+	struct vm_area_struct *vma = vmf->vma;
 	struct sm_mm *mm = vma->vm_mm;
 	struct sm_machine *m = mm->machine;
 	unsigned long start, nr, pfn;
 	struct page *folio;
 	pte_t *first;
 
-	if (!(flags & FAULT_FLAG_WRITE)) {
+	if (!(vmf->flags & FAULT_FLAG_WRITE)) {
 		pte_t zero = pfn_pte(m->zero_pfn, vma->vm_page_prot | _PAGE_SPECIAL);
 
-		set_pte(ptep, zero & ~_PAGE_RW);
-		spin_unlock(ptl);
+		set_pte(vmf->ptep, zero & ~_PAGE_RW);
+		spin_unlock(vmf->ptl);
 		return 0;
 	}
-	spin_unlock(ptl);
+	spin_unlock(vmf->ptl);
 	if (anon_vma_prepare(vma))
 		return VM_FAULT_OOM;
-	folio = alloc_anon_folio(vma, addr, ptep, &start);
+	/* The unlocked look at neighbouring PTEs only picks a size: it is
+	 * checked again under the lock. */
+	folio = alloc_anon_folio(vma, vmf->addr, vmf->ptep, &start);
 	if (!folio)
 		return VM_FAULT_OOM;
 	nr = folio_nr_pages(folio);
-	first = ptep - ((addr - start) >> PAGE_SHIFT);
-	spin_lock(ptl);
+	if (!relock_pte(vmf)) {
+		folio_put_refs(m, folio, 1);
+		return 0;   /* the table was reclaimed: fault again */
+	}
+	first = vmf->ptep - ((vmf->addr - start) >> PAGE_SHIFT);
 	if (!ptes_none(first, nr)) {
 		/* Another CPU's fault got here first. */
-		spin_unlock(ptl);
+		spin_unlock(vmf->ptl);
 		folio_put_refs(m, folio, 1);
 		return 0;
 	}
@@ -145,15 +172,15 @@ static int do_anonymous_page(struct vm_area_struct *vma, unsigned long addr,
 	pfn = page_to_pfn(m, folio);
 	for (unsigned long i = 0; i < nr; i++)
 		set_pte(&first[i], mk_anon_pte(vma, pfn + i));
-	spin_unlock(ptl);
+	spin_unlock(vmf->ptl);
 	return 0;
 }
 
-/* Replace the read-only mapping at ptep by a private copy of `old` (NULL:
- * the zero page). Entered with ptl held; returns with it released. */
-static int wp_page_copy(struct vm_area_struct *vma, unsigned long addr, pte_t *ptep,
-			spinlock_t *ptl, pte_t orig, struct page *old)
+/* Replace the read-only mapping by a private copy of `old` (NULL: the zero
+ * page). Entered with the PTE lock held; returns with it released. */
+static int wp_page_copy(struct vm_fault *vmf, struct page *old)
 {
+	struct vm_area_struct *vma = vmf->vma;
 	struct sm_mm *mm = vma->vm_mm;
 	struct sm_machine *m = mm->machine;
 	struct page *head = old ? page_head(m, old) : NULL;
@@ -162,32 +189,35 @@ static int wp_page_copy(struct vm_area_struct *vma, unsigned long addr, pte_t *p
 
 	if (head)
 		folio_ref_add(head, 1);   /* keep it while the lock is dropped */
-	spin_unlock(ptl);
+	spin_unlock(vmf->ptl);
 	if (anon_vma_prepare(vma) || !(new = folio_alloc_anon(m, 0, old == NULL))) {
 		ret = VM_FAULT_OOM;
 		goto out;
 	}
 	if (old)
 		memcpy(page_address(m, new), page_address(m, old), PAGE_SIZE);
-	spin_lock(ptl);
-	if (ptep_get(ptep) != orig) {
-		spin_unlock(ptl);
+	if (!relock_pte(vmf)) {
 		folio_put_refs(m, new, 1);
 		goto out;
 	}
-	folio_add_new_anon_rmap(new, vma, addr);
+	if (ptep_get(vmf->ptep) != vmf->orig_pte) {
+		spin_unlock(vmf->ptl);
+		folio_put_refs(m, new, 1);
+		goto out;
+	}
+	folio_add_new_anon_rmap(new, vma, vmf->addr);
 	/* Clear and flush before the new PTE: no CPU may keep reading the
 	 * old page once the copy can be written. */
-	ptep_get_and_clear(ptep);
-	flush_tlb_range(mm, addr, addr + PAGE_SIZE);
-	set_pte(ptep, mk_anon_pte(vma, page_to_pfn(m, new)));
+	ptep_get_and_clear(vmf->ptep);
+	flush_tlb_range(mm, vmf->addr, vmf->addr + PAGE_SIZE);
+	set_pte(vmf->ptep, mk_anon_pte(vma, page_to_pfn(m, new)));
 	add_mm_counter(mm, MM_ANONPAGES, 1);
 	if (head) {
 		folio_remove_rmap_ptes(head, old, 1);
 		add_mm_counter(mm, page_is_anon(head) ? MM_ANONPAGES : MM_FILEPAGES, -1);
 		folio_put_refs(m, head, 1);   /* the old mapping's reference */
 	}
-	spin_unlock(ptl);
+	spin_unlock(vmf->ptl);
 out:
 	if (head)
 		folio_put_refs(m, head, 1);
@@ -211,46 +241,45 @@ static bool wp_can_reuse_anon(struct sm_machine *m, struct page *page)
 	return false;
 }
 
-static int do_wp_page(struct vm_area_struct *vma, unsigned long addr, pte_t *ptep,
-		      spinlock_t *ptl, pte_t pte)
+static int do_wp_page(struct vm_fault *vmf)
 {
-	struct sm_machine *m = vma->vm_mm->machine;
-	struct page *page = vm_normal_page(vma->vm_mm, pte);
+	struct sm_machine *m = vmf->vma->vm_mm->machine;
+	struct page *page = vm_normal_page(vmf->vma->vm_mm, vmf->orig_pte);
 
 	if (page && page_is_anon(page_head(m, page)) && wp_can_reuse_anon(m, page)) {
 		/* Only this PTE can reach the page: upgrading needs no flush,
 		 * a CPU holding the read-only entry just faults once more. */
-		__atomic_fetch_or(ptep, _PAGE_RW | _PAGE_DIRTY | _PAGE_SOFT_DIRTY | _PAGE_ACCESSED,
+		__atomic_fetch_or(vmf->ptep, _PAGE_RW | _PAGE_DIRTY | _PAGE_SOFT_DIRTY | _PAGE_ACCESSED,
 				  __ATOMIC_ACQ_REL);
-		spin_unlock(ptl);
+		spin_unlock(vmf->ptl);
 		return 0;
 	}
-	return wp_page_copy(vma, addr, ptep, ptl, pte, page);
+	return wp_page_copy(vmf, page);
 }
 
 int handle_mm_fault(struct vm_area_struct *vma, unsigned long addr, unsigned flags)
 {
+	struct vm_fault vmf = { .vma = vma, .addr = addr & PAGE_MASK, .flags = flags };
 	struct sm_mm *mm = vma->vm_mm;
-	spinlock_t *ptl;
-	pte_t *ptep, pte;
 
-	addr &= PAGE_MASK;
-	ptep = pte_alloc_map_lock(mm, addr, &ptl);
-	if (!ptep)
-		return VM_FAULT_OOM;
-	pte = ptep_get(ptep);
-	if (pte_none(pte))
-		return do_anonymous_page(vma, addr, ptep, ptl, flags);
-	if (!pte_hw_present(pte)) {
+	do {
+		vmf.pmdp = pmd_alloc(mm, vmf.addr);
+		if (!vmf.pmdp || pte_alloc(mm, vmf.pmdp))
+			return VM_FAULT_OOM;
+	} while (!relock_pte(&vmf));   /* reclaimed between the two: again */
+	vmf.orig_pte = ptep_get(vmf.ptep);
+	if (pte_none(vmf.orig_pte))
+		return do_anonymous_page(&vmf);
+	if (!pte_hw_present(vmf.orig_pte)) {
 		/* PROT_NONE entries in an accessible VMA do not exist while
 		 * mprotect holds the mmap_lock for writing; treat as a bad access. */
-		spin_unlock(ptl);
+		spin_unlock(vmf.ptl);
 		return VM_FAULT_SIGSEGV;
 	}
-	if ((flags & FAULT_FLAG_WRITE) && !pte_write(pte))
-		return do_wp_page(vma, addr, ptep, ptl, pte);
+	if ((flags & FAULT_FLAG_WRITE) && !pte_write(vmf.orig_pte))
+		return do_wp_page(&vmf);
 	/* Spurious: the CPU's view was stale; the walker retries. */
-	spin_unlock(ptl);
+	spin_unlock(vmf.ptl);
 	return 0;
 }
 

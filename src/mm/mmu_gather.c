@@ -14,7 +14,7 @@
  * Preconditions: the caller holds the mmap_lock (either mode) of tlb->mm.
  */
 #include <stdlib.h>
-#include <urcu.h>
+#include "base/rcu.h"
 #include "mm/mmu_gather.h"
 #include "mm/folio.h"
 
@@ -80,6 +80,7 @@ static void free_table_batch(struct rcu_head *head)
 {
 	struct table_batch *b = container_of(head, struct table_batch, rcu);
 
+	sm_rcu_gp_done(head);
 	free_table_list(b->machine, b->mm, &b->tables);
 	free(b);
 }
@@ -95,7 +96,7 @@ static void free_gathered_tables(struct mmu_gather *tlb)
 	b = malloc(sizeof(*b));
 	if (!b) {
 		/* No memory to defer with: wait for the grace period here. */
-		synchronize_rcu();
+		sm_synchronize_rcu();
 		free_table_list(tlb->mm->machine, tlb->mm, &tlb->tables);
 		return;
 	}
@@ -103,7 +104,7 @@ static void free_gathered_tables(struct mmu_gather *tlb)
 	b->mm = tlb->mm;
 	INIT_LIST_HEAD(&b->tables);
 	list_splice_init(&tlb->tables, &b->tables);
-	call_rcu(&b->rcu, free_table_batch);
+	sm_call_rcu(&b->rcu, free_table_batch);
 }
 
 void tlb_flush_mmu(struct mmu_gather *tlb)

@@ -122,7 +122,8 @@ static void prep_new_page(struct sm_machine *m, struct page *p, unsigned order, 
 
 		if (m->flags & SM_CFG_POISON_FREED)
 			check_poison(m, q);
-		q->flags = 0;
+		/* Flags are read locklessly by the buddy merge of a neighbour. */
+		__atomic_store_n(&q->flags, 0, __ATOMIC_RELAXED);
 		q->mapcount = 0;
 		q->mapping = NULL;
 		q->index = 0;
@@ -201,7 +202,7 @@ void free_pages(struct sm_machine *m, struct page *p, unsigned order)
 
 	SM_ASSERT(page_ref_count(p) == 0, "pfn %lu freed with refcount %d",
 		  page_to_pfn(m, p), page_ref_count(p));
-	p->flags = 0;
+	__atomic_store_n(&p->flags, 0, __ATOMIC_RELAXED);
 	if (m->flags & SM_CFG_POISON_FREED) {
 		memset(page_address(m, p), POISON_BYTE, PAGE_SIZE << order);
 		for (unsigned long i = 0; i < (1ul << order); i++)
@@ -252,17 +253,20 @@ unsigned long nr_free_pages(struct sm_machine *m)
 }
 
 /* A free frame is a buddy head, inside a buddy block, or on a per-CPU list.
- * Called by the invariant checker with the machine otherwise quiet. */
+ * For the invariant checker: takes the zone lock, since RCU callbacks may be
+ * freeing page tables meanwhile. */
 bool page_is_free(struct sm_machine *m, unsigned long pfn)
 {
-	for (unsigned o = 0; o < NR_ORDERS; o++) {
-		unsigned long head = pfn & ~((1ul << o) - 1);
-		struct page *h = &m->pages[head];
+	bool found = false;
+
+	spin_lock(&m->zone.lock);
+	for (unsigned o = 0; o < NR_ORDERS && !found; o++) {
+		struct page *h = &m->pages[pfn & ~((1ul << o) - 1)];
 
 		/* Blocks are aligned to their size, so a buddy head found at an
 		 * alignment of 2^o with an order >= o covers pfn. */
-		if (test_bit_flag(h, PG_buddy) && h->order >= o)
-			return true;
+		found = test_bit_flag(h, PG_buddy) && h->order >= o;
 	}
-	return test_bit_flag(&m->pages[pfn], PG_pcp);
+	spin_unlock(&m->zone.lock);
+	return found || test_bit_flag(&m->pages[pfn], PG_pcp);
 }

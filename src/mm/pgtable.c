@@ -123,7 +123,7 @@ pte_t *pte_offset_map_lock(struct sm_mm *mm, pte_t *pmdp, unsigned long addr, sp
 	 * under this same lock and frees after an RCU grace period, so inside
 	 * a read-side section the lock is still memory we may take, and a
 	 * recheck of the entry under it settles who won. */
-	rcu_read_lock();
+	sm_rcu_read_lock();
 	pmd = ptep_get(pmdp);
 	if (pmd & _PAGE_PRESENT) {
 		tp = table_page(mm, pmd);
@@ -135,7 +135,7 @@ pte_t *pte_offset_map_lock(struct sm_mm *mm, pte_t *pmdp, unsigned long addr, sp
 			spin_unlock(&tp->ptl);
 		}
 	}
-	rcu_read_unlock();
+	sm_rcu_read_unlock();
 	return ptep;
 }
 
@@ -215,9 +215,9 @@ void free_pgtables(struct mmu_gather *tlb, struct sm_mm *mm, unsigned long start
 		return;
 	/* munmap runs this under the read lock: two of them, or the
 	 * reclaim scanner, may be freeing tables of the same gap. */
-	rcu_read_lock();
+	sm_rcu_read_lock();
 	free_level(tlb, mm, mm->pmap.pgd, 3, start, end, floor, ceiling);
-	rcu_read_unlock();
+	sm_rcu_read_unlock();
 }
 
 static void free_subtree(struct sm_mm *mm, pte_t *t, int level)

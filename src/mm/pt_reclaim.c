@@ -78,14 +78,14 @@ static long reclaim_empty_ptes(struct mmu_gather *tlb, struct sm_mm *mm, unsigne
 	long freed = 0;
 	pte_t *pmdp;
 
-	rcu_read_lock();
+	sm_rcu_read_lock();
 	while (addr < end && (pmdp = pmd_next_table(mm, &addr, end))) {
 		freed += try_to_free_pte(tlb, mm, pmdp);
 		addr = (addr + PMD_SIZE) & PMD_MASK;
 		if (!addr)
 			break;
 	}
-	rcu_read_unlock();
+	sm_rcu_read_unlock();
 	return freed;
 }
 
@@ -95,7 +95,7 @@ static bool empty_upper_tables(struct sm_mm *mm, unsigned long start, unsigned l
 	unsigned long addr = start & PUD_MASK;
 	bool found = false;
 
-	rcu_read_lock();
+	sm_rcu_read_lock();
 	for (; !found && addr < end && addr >= (start & PUD_MASK); addr += PUD_SIZE) {
 		pte_t pgd = ptep_get(&mm->pmap.pgd[pgd_index(addr)]), pud;
 
@@ -108,7 +108,7 @@ static bool empty_upper_tables(struct sm_mm *mm, unsigned long start, unsigned l
 		if (pud & _PAGE_PRESENT)
 			found = found || table_empty(table_of(mm, pud));
 	}
-	rcu_read_unlock();
+	sm_rcu_read_unlock();
 	return found;
 }
 
