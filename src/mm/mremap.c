@@ -319,8 +319,6 @@ static long check_params(struct sm_mm *mm, struct remap *r)
 	/* The source and destination may not overlap. */
 	if (r->addr < r->new_addr + r->new_len && r->new_addr < r->addr + r->old_len)
 		return -EINVAL;
-	if (mm->map_count + 2 >= mm->machine->max_map_count - 3)
-		return -ENOMEM;
 	return 0;
 }
 
@@ -341,6 +339,12 @@ long sm_mremap(struct sm_mm *mm, unsigned long addr, unsigned long old_len,
 		return ret;
 	mm_syscall_enter(mm);
 	down_write(&mm->mmap_lock);
+	/* move_vma may split the source in up to four places. */
+	if ((r.flags & (MREMAP_FIXED | MREMAP_DONTUNMAP)) &&
+	    mm->map_count + 2 >= mm->machine->max_map_count - 3) {
+		ret = -ENOMEM;
+		goto out;
+	}
 	if ((r.flags & MREMAP_FIXED) && r.old_len == r.new_len) {
 		ret = remap_move(mm, &r);
 		goto out;

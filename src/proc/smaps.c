@@ -1,34 +1,71 @@
 /*
- * smaps and smaps_rollup: walk each VMA's PTEs and account every mapped
- * page as Linux's smaps_account() does — Pss in 1/4096ths of a byte, a page
- * shared when its mapcount is 2 or more, dirty from the PTE or the folio,
- * the zero page counted nowhere.
+ * /proc/<pid>/smaps and smaps_rollup: one accumulator (struct
+ * mem_size_stats) filled by walking a VMA's PTEs, printed per VMA or summed
+ * over the mm, in Linux 6.18's formats.
+ *
+ * Accounting follows Linux's smaps_account() with per-page mapcounts
+ * (CONFIG_PAGE_MAPCOUNT, as the reference kernel): every page a present PTE
+ * maps counts in Rss; it is Shared when its mapcount is 2 or more, and then
+ * adds PAGE_SIZE / mapcount to Pss, kept in 1/4096ths of a byte (PSS_SHIFT)
+ * so that rounding happens once, when printed; Dirty comes from the PTE or
+ * the folio; Referenced from the PTE's accessed bit. The shared zero page
+ * has no struct page behind its PTE (vm_normal_page() == NULL) and counts
+ * nowhere. softmm maps every folio with PTEs, so the PMD-mapped fields
+ * (AnonHugePages, ...) stay 0; there is no swap, KSM or hugetlb yet.
+ *
+ * Locking: mmap_lock held for reading (sm_proc_read) keeps the VMAs and the
+ * upper tables; each PTE table is read under its PTE lock, taken with
+ * pte_offset_map_lock, which copes with page-table reclaim.
  */
 #include "mm/folio.h"
 #include "mm/memory.h"
 #include "mm/pgtable.h"
 #include "mm/rmap.h"
+#include "mm/vma.h"
 #include "proc/proc.h"
 
 #define PSS_SHIFT 12
-#define VM_DONTDUMP 0x04000000ul
+
+#ifndef VM_DONTDUMP
+#define VM_DONTDUMP 0x04000000ul   /* MADV_DONTDUMP; Linux's value */
+#endif
 
 struct mem_size_stats {
 	unsigned long resident, shared_clean, shared_dirty, private_clean, private_dirty;
-	unsigned long referenced, anonymous, lazyfree, swap;
+	unsigned long referenced, anonymous, lazyfree;
 	uint64_t pss, pss_anon, pss_file, pss_shmem, pss_dirty, pss_locked;
 };
 
-static void account_page(struct mem_size_stats *mss, struct sm_machine *m, struct page *page,
-			 bool young, bool dirty, bool locked)
+static void smaps_page_accumulate(struct mem_size_stats *mss, struct page *head, uint64_t pss,
+				  bool dirty, bool locked, bool private)
+{
+	mss->pss += pss;
+	if (page_is_anon(head))
+		mss->pss_anon += pss;
+	else if (test_bit_flag(head, PG_swapbacked))
+		mss->pss_shmem += pss;
+	else
+		mss->pss_file += pss;
+	if (locked)
+		mss->pss_locked += pss;
+	if (dirty) {
+		mss->pss_dirty += pss;
+		*(private ? &mss->private_dirty : &mss->shared_dirty) += PAGE_SIZE;
+	} else {
+		*(private ? &mss->private_clean : &mss->shared_clean) += PAGE_SIZE;
+	}
+}
+
+/* One page mapped by a present PTE. */
+static void smaps_account(struct mem_size_stats *mss, struct sm_machine *m, struct page *page,
+			  bool young, bool dirty, bool locked)
 {
 	struct page *head = page_head(m, page);
 	int mapcount = page_mapcount(page);
 	uint64_t pss = (uint64_t)PAGE_SIZE << PSS_SHIFT;
-	bool anon = page_is_anon(head), private = mapcount < 2;
 
 	dirty = dirty || test_bit_flag(head, PG_dirty);
-	if (anon) {
+	if (page_is_anon(head)) {
 		mss->anonymous += PAGE_SIZE;
 		if (!test_bit_flag(head, PG_swapbacked) && !dirty)
 			mss->lazyfree += PAGE_SIZE;
@@ -38,27 +75,31 @@ static void account_page(struct mem_size_stats *mss, struct sm_machine *m, struc
 		mss->referenced += PAGE_SIZE;
 	if (mapcount >= 2)
 		pss /= (uint64_t)mapcount;
-	mss->pss += pss;
-	if (anon)
-		mss->pss_anon += pss;
-	else
-		mss->pss_file += pss;
-	if (locked)
-		mss->pss_locked += pss;
-	if (dirty) {
-		mss->pss_dirty += pss;
-		if (private)
-			mss->private_dirty += PAGE_SIZE;
-		else
-			mss->shared_dirty += PAGE_SIZE;
-	} else if (private) {
-		mss->private_clean += PAGE_SIZE;
-	} else {
-		mss->shared_clean += PAGE_SIZE;
-	}
+	smaps_page_accumulate(mss, head, pss, dirty, locked, mapcount < 2);
 }
 
-static void smap_gather(struct mem_size_stats *mss, struct sm_mm *mm, struct vm_area_struct *vma)
+/* The present PTEs of [addr, end), inside one PTE table. */
+static void smaps_pte_range(struct mem_size_stats *mss, struct sm_mm *mm, pte_t *pmdp,
+			    unsigned long addr, unsigned long end, bool locked)
+{
+	spinlock_t *ptl;
+	pte_t *ptep = pte_offset_map_lock(mm, pmdp, addr, &ptl);
+
+	if (!ptep)
+		return;   /* reclaimed since pmd_next_table saw it: it was empty */
+	for (; addr < end; addr += PAGE_SIZE, ptep++) {
+		pte_t pte = ptep_get(ptep);
+		struct page *page;
+
+		if (!pte_present(pte) || !(page = vm_normal_page(mm, pte)))
+			continue;
+		smaps_account(mss, mm->machine, page, pte_young(pte), pte_dirty(pte), locked);
+	}
+	spin_unlock(ptl);
+}
+
+static void smap_gather_stats(struct mem_size_stats *mss, struct sm_mm *mm,
+			      const struct vm_area_struct *vma)
 {
 	bool locked = vma->vm_flags & VM_LOCKED;
 	unsigned long addr = vma->vm_start, end = vma->vm_end;
@@ -66,109 +107,132 @@ static void smap_gather(struct mem_size_stats *mss, struct sm_mm *mm, struct vm_
 
 	while (addr < end && (pmdp = pmd_next_table(mm, &addr, end))) {
 		unsigned long next = pmd_addr_end(addr, end);
-		spinlock_t *ptl;
-		pte_t *ptep = pte_offset_map_lock(mm, pmdp, addr, &ptl);
 
-		for (; ptep && addr < next; addr += PAGE_SIZE, ptep++) {
-			pte_t pte = ptep_get(ptep);
-			struct page *page;
-
-			if (!pte_present(pte) || !(page = vm_normal_page(mm, pte)))
-				continue;
-			account_page(mss, mm->machine, page, pte_young(pte), pte_dirty(pte), locked);
-		}
-		if (ptep)
-			spin_unlock(ptl);
+		smaps_pte_range(mss, mm, pmdp, addr, next, locked);
 		addr = next;
 	}
 }
 
-static void show_smap_fields(struct seq *s, const struct mem_size_stats *mss, bool rollup)
+/* Pss-like counters are printed in kB from their fixed point. */
+static unsigned long long pss_kb(uint64_t pss)
 {
-	seq_put_kb(s, "Rss:", mss->resident >> 10);
-	seq_put_kb(s, "Pss:", (unsigned long)(mss->pss >> (10 + PSS_SHIFT)));
-	seq_put_kb(s, "Pss_Dirty:", (unsigned long)(mss->pss_dirty >> (10 + PSS_SHIFT)));
-	if (rollup) {
-		seq_put_kb(s, "Pss_Anon:", (unsigned long)(mss->pss_anon >> (10 + PSS_SHIFT)));
-		seq_put_kb(s, "Pss_File:", (unsigned long)(mss->pss_file >> (10 + PSS_SHIFT)));
-		seq_put_kb(s, "Pss_Shmem:", (unsigned long)(mss->pss_shmem >> (10 + PSS_SHIFT)));
-	}
-	seq_put_kb(s, "Shared_Clean:", mss->shared_clean >> 10);
-	seq_put_kb(s, "Shared_Dirty:", mss->shared_dirty >> 10);
-	seq_put_kb(s, "Private_Clean:", mss->private_clean >> 10);
-	seq_put_kb(s, "Private_Dirty:", mss->private_dirty >> 10);
-	seq_put_kb(s, "Referenced:", mss->referenced >> 10);
-	seq_put_kb(s, "Anonymous:", mss->anonymous >> 10);
-	seq_put_kb(s, "KSM:", 0);
-	seq_put_kb(s, "LazyFree:", mss->lazyfree >> 10);
-	seq_put_kb(s, "AnonHugePages:", 0);
-	seq_put_kb(s, "ShmemPmdMapped:", 0);
-	seq_put_kb(s, "FilePmdMapped:", 0);
-	seq_put_kb(s, "Shared_Hugetlb:", 0);
-	seq_put_kb(s, "Private_Hugetlb:", 0);
-	seq_put_kb(s, "Swap:", mss->swap >> 10);
-	seq_put_kb(s, "SwapPss:", 0);
-	seq_put_kb(s, "Locked:", (unsigned long)(mss->pss_locked >> (10 + PSS_SHIFT)));
+	return pss >> (PSS_SHIFT + 10);
 }
 
-/* Linux prints these two letters per flag, in bit order. VM_SOFTDIRTY is
- * left out: the reference kernel is built without CONFIG_MEM_SOFT_DIRTY. */
-static void show_vmflags(struct seq *s, unsigned long flags)
+/* Linux's __show_smap: the fields smaps and smaps_rollup have in common,
+ * with the Pss split that only the rollup shows. */
+static void show_smap_fields(struct seq *s, const struct mem_size_stats *mss, bool rollup)
 {
-	static const struct { unsigned long flag; char name[3]; } names[] = {
+	seq_put_field(s, "Rss:", mss->resident >> 10, " kB");
+	seq_put_field(s, "Pss:", pss_kb(mss->pss), " kB");
+	seq_put_field(s, "Pss_Dirty:", pss_kb(mss->pss_dirty), " kB");
+	if (rollup) {
+		seq_put_field(s, "Pss_Anon:", pss_kb(mss->pss_anon), " kB");
+		seq_put_field(s, "Pss_File:", pss_kb(mss->pss_file), " kB");
+		seq_put_field(s, "Pss_Shmem:", pss_kb(mss->pss_shmem), " kB");
+	}
+	seq_put_field(s, "Shared_Clean:", mss->shared_clean >> 10, " kB");
+	seq_put_field(s, "Shared_Dirty:", mss->shared_dirty >> 10, " kB");
+	seq_put_field(s, "Private_Clean:", mss->private_clean >> 10, " kB");
+	seq_put_field(s, "Private_Dirty:", mss->private_dirty >> 10, " kB");
+	seq_put_field(s, "Referenced:", mss->referenced >> 10, " kB");
+	seq_put_field(s, "Anonymous:", mss->anonymous >> 10, " kB");
+	seq_put_field(s, "KSM:", 0, " kB");
+	seq_put_field(s, "LazyFree:", mss->lazyfree >> 10, " kB");
+	seq_put_field(s, "AnonHugePages:", 0, " kB");
+	seq_put_field(s, "ShmemPmdMapped:", 0, " kB");
+	seq_put_field(s, "FilePmdMapped:", 0, " kB");
+	seq_put_field(s, "Shared_Hugetlb:", 0, " kB");
+	seq_put_field(s, "Private_Hugetlb:", 0, " kB");
+	seq_put_field(s, "Swap:", 0, " kB");
+	seq_put_field(s, "SwapPss:", 0, " kB");
+	seq_put_field(s, "Locked:", pss_kb(mss->pss_locked), " kB");
+}
+
+/*
+ * Linux's THPeligible: the folio orders this anonymous VMA may get
+ * (thp_vma_allowable_orders with the machine's settings standing in for
+ * /sys/kernel/mm/transparent_hugepage), kept only if a naturally aligned
+ * folio of that order fits below vm_end. Anonymous VMAs skip the vm_pgoff
+ * alignment check, and the unsigned arithmetic is Linux's, wrap included.
+ */
+static bool thp_eligible(const struct vm_area_struct *vma)
+{
+	const struct sm_machine *m = vma->vm_mm->machine;
+	unsigned orders;
+
+	if (vma->vm_flags & VM_NOHUGEPAGE)
+		return false;
+	orders = m->anon_orders_always | ((vma->vm_flags & VM_HUGEPAGE) ? m->anon_orders_madvise : 0);
+	for (int order = 31; order >= 0; order--) {
+		unsigned long size = PAGE_SIZE << order;
+		unsigned long haddr = (vma->vm_end - size) & ~(size - 1);
+
+		if ((orders >> order & 1) && haddr >= vma->vm_start && haddr + size <= vma->vm_end)
+			return true;
+	}
+	return false;
+}
+
+/* Linux's two letters per flag, in bit order; "??" for a bit it has no name for. */
+static void show_smap_vma_flags(struct seq *s, unsigned long flags)
+{
+	static const struct { unsigned long flag; char name[3]; } mnemonics[] = {
 		{ VM_READ, "rd" }, { VM_WRITE, "wr" }, { VM_EXEC, "ex" }, { VM_SHARED, "sh" },
 		{ VM_MAYREAD, "mr" }, { VM_MAYWRITE, "mw" }, { VM_MAYEXEC, "me" },
 		{ VM_MAYSHARE, "ms" }, { VM_GROWSDOWN, "gd" }, { VM_LOCKED, "lo" },
 		{ VM_SEQ_READ, "sr" }, { VM_RAND_READ, "rr" }, { VM_DONTCOPY, "dc" },
 		{ VM_DONTEXPAND, "de" }, { VM_ACCOUNT, "ac" }, { VM_NORESERVE, "nr" },
-		{ VM_WIPEONFORK, "wf" }, { VM_DONTDUMP, "dd" }, { VM_HUGEPAGE, "hg" },
-		{ VM_NOHUGEPAGE, "nh" }, { VM_MERGEABLE, "mg" },
+		{ VM_WIPEONFORK, "wf" }, { VM_DONTDUMP, "dd" }, { VM_SOFTDIRTY, "sd" },
+		{ VM_HUGEPAGE, "hg" }, { VM_NOHUGEPAGE, "nh" }, { VM_MERGEABLE, "mg" },
 	};
 
+	if (!SM_PROC_SOFT_DIRTY)
+		flags &= ~VM_SOFTDIRTY;   /* the flag is VM_NONE in such a kernel */
 	seq_printf(s, "VmFlags: ");
-	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
-		if (flags & names[i].flag)
-			seq_printf(s, "%s ", names[i].name);
+	for (unsigned bit = 0; bit < 64; bit++) {
+		const char *name = "??";
+
+		if (!(flags >> bit & 1))
+			continue;
+		for (size_t i = 0; i < ARRAY_SIZE(mnemonics); i++)
+			if (mnemonics[i].flag == 1ul << bit)
+				name = mnemonics[i].name;
+		seq_printf(s, "%s ", name);
+	}
 	seq_printf(s, "\n");
-}
-
-/* With THP=madvise: a MADV_HUGEPAGE VMA that can hold an aligned 2 MiB page. */
-static int thp_eligible(const struct vm_area_struct *vma)
-{
-	unsigned long first = (vma->vm_start + PMD_SIZE - 1) & PMD_MASK;
-
-	if (!(vma->vm_flags & VM_HUGEPAGE) || (vma->vm_flags & VM_NOHUGEPAGE))
-		return 0;
-	return first >= vma->vm_start && first + PMD_SIZE <= vma->vm_end;
 }
 
 void show_smaps(struct seq *s, struct sm_mm *mm)
 {
-	for (struct gt_node *n = gt_first(&mm->mm_mt); n; n = gt_next(n)) {
-		struct vm_area_struct *vma = node_vma(n);
+	for (struct vm_area_struct *vma = vma_first(mm); vma; vma = vma_next(vma)) {
 		struct mem_size_stats mss = { 0 };
 
-		smap_gather(&mss, mm, vma);
-		show_vma_header(s, mm, vma);
-		seq_put_kb(s, "Size:", (vma->vm_end - vma->vm_start) >> 10);
-		seq_put_kb(s, "KernelPageSize:", PAGE_SIZE >> 10);
-		seq_put_kb(s, "MMUPageSize:", PAGE_SIZE >> 10);
+		smap_gather_stats(&mss, mm, vma);
+		show_map_vma(s, mm, vma);
+		seq_put_field(s, "Size:", (vma->vm_end - vma->vm_start) >> 10, " kB");
+		seq_put_field(s, "KernelPageSize:", PAGE_SIZE >> 10, " kB");
+		seq_put_field(s, "MMUPageSize:", PAGE_SIZE >> 10, " kB");
 		show_smap_fields(s, &mss, false);
-		seq_printf(s, "%-16s%8d\n", "THPeligible:", thp_eligible(vma));
-		show_vmflags(s, vma->vm_flags);
+		seq_put_field(s, "THPeligible:", thp_eligible(vma), "");
+		show_smap_vma_flags(s, vma->vm_flags);
 	}
 }
 
+/* One "[rollup]" block over [first VMA's start, last VMA's end). */
 void show_smaps_rollup(struct seq *s, struct sm_mm *mm)
 {
-	struct gt_node *first = gt_first(&mm->mm_mt), *last = gt_last(&mm->mm_mt);
 	struct mem_size_stats mss = { 0 };
-	size_t start = s->len;
+	unsigned long start = 0, end = 0;
 
-	for (struct gt_node *n = first; n; n = gt_next(n))
-		smap_gather(&mss, mm, node_vma(n));
-	seq_printf(s, "%08lx-%08lx ---p %08lx %02x:%02x %lu ", first ? first->start : 0,
-		   last ? last->end : 0, 0ul, 0, 0, 0ul);
-	seq_pad_name(s, start, "[rollup]");
+	for (struct vm_area_struct *vma = vma_first(mm); vma; vma = vma_next(vma)) {
+		if (!end)
+			start = vma->vm_start;
+		smap_gather_stats(&mss, mm, vma);
+		end = vma->vm_end;
+	}
+	show_vma_header_prefix(s, start, end, 0, 0);
+	seq_pad(s, ' ');
+	seq_printf(s, "[rollup]\n");
 	show_smap_fields(s, &mss, true);
 }

@@ -91,10 +91,16 @@ int bench_sm_open(struct bench_sm *s, unsigned long ram_bytes)
 {
 	struct sm_config cfg = { .ram_bytes = ram_bytes, .max_cpus = 4,
 				 .flags = SM_CFG_PREFAULT_RAM };
+
+	return bench_sm_open_cfg(s, &cfg);
+}
+
+int bench_sm_open_cfg(struct bench_sm *s, const struct sm_config *cfg)
+{
 	int err;
 
 	memset(s, 0, sizeof(*s));
-	s->m = sm_machine_create(&cfg);
+	s->m = sm_machine_create(cfg);
 	if (!s->m)
 		return errno ? -errno : -ENOMEM;
 	s->mm = sm_mm_create(s->m);
@@ -207,6 +213,8 @@ static const char *row_verdict(const struct bench_row *r)
 
 	if (!row_ok(r))
 		return "ERROR";
+	if (r->target_kind == TARGET_NONE)
+		return "info";
 	if (r->target_kind == TARGET_SPEEDUP_AT_LEAST)
 		pass = row_speedup(r) >= r->target;
 	else
@@ -218,6 +226,8 @@ static void row_target_text(const struct bench_row *r, char *buf, size_t n)
 {
 	if (r->target_kind == TARGET_SPEEDUP_AT_LEAST)
 		snprintf(buf, n, ">= %gx host", r->target);
+	else if (r->target_kind == TARGET_NONE)
+		snprintf(buf, n, "-");
 	else
 		snprintf(buf, n, "<= %g %s", r->target, r->unit);
 }
@@ -376,7 +386,8 @@ static void print_table(const struct bench_report *rep, const struct bench_opts 
 {
 	printf("softmm bench: medians of %d reps after 1 warm-up%s.\n"
 	       "speedup = softmm speed / host speed (> 1: softmm faster; for times, host time / softmm time)\n\n",
-	       opts->reps, opts->quick ? ", --quick sizes" : "");
+	       opts->reps, opts->quick ? ", --quick sizes" : opts->full ? ", --full sizes" :
+	       " (default sizes; --full adds the big ones)");
 	printf("%-7s %-28s %-9s %10s %10s %8s  %-14s %s\n",
 	       "bench", "workload", "unit", "softmm", "host", "speedup", "target", "result");
 	for (int i = 0; i < rep->nrows; i++) {
@@ -451,8 +462,8 @@ static void print_json(const struct bench_report *rep, const struct bench_opts *
 {
 	printf("{\n  \"tool\": \"softmm bench\",\n  \"softmm_version\": \"%d.%d\",\n",
 	       SOFTMM_VERSION_MAJOR, SOFTMM_VERSION_MINOR);
-	printf("  \"reps\": %d,\n  \"warmup_reps\": 1,\n  \"quick\": %s,\n", opts->reps,
-	       opts->quick ? "true" : "false");
+	printf("  \"reps\": %d,\n  \"warmup_reps\": 1,\n  \"quick\": %s,\n  \"full\": %s,\n",
+	       opts->reps, opts->quick ? "true" : "false", opts->full ? "true" : "false");
 	printf("  \"speedup\": \"softmm speed / host speed; > 1 means softmm is faster\",\n");
 	printf("  \"system\": {\"kernel\": ");
 	json_string(si->kernel);
@@ -480,7 +491,8 @@ static void print_json(const struct bench_report *rep, const struct bench_opts *
 		printf(", \"speedup\": ");
 		json_number(row_speedup(r));
 		printf(",\n     \"target\": {\"kind\": \"%s\", \"value\": ",
-		       r->target_kind == TARGET_SPEEDUP_AT_LEAST ? "speedup_at_least" : "softmm_at_most");
+		       r->target_kind == TARGET_SPEEDUP_AT_LEAST ? "speedup_at_least" :
+		       r->target_kind == TARGET_NONE ? "none" : "softmm_at_most");
 		json_number(r->target);
 		printf(", \"text\": ");
 		json_string(target);
@@ -501,13 +513,14 @@ static void print_json(const struct bench_report *rep, const struct bench_opts *
 
 void bench_usage(FILE *f)
 {
-	fprintf(f, "usage: softmm bench [NAME...] [--reps N] [--json] [--quick]\n"
+	fprintf(f, "usage: softmm bench [NAME...] [--reps N] [--json] [--quick | --full]\n"
 		   "  Measures each workload on softmm and natively on the host kernel in the\n"
 		   "  same run and prints medians, the speedup (softmm speed / host speed) and\n"
 		   "  the target's PASS/MISS. With no NAME, runs every bench.\n"
 		   "  --reps N   measured repetitions per figure (default %d, --quick %d)\n"
 		   "  --json     print JSON instead of the table\n"
 		   "  --quick    small sizes, for CI smoke tests (a few seconds)\n"
+		   "  --full     also the big sizes (munmap of 16 GiB: needs ~20 GiB of RAM, minutes)\n"
 		   "  benches:\n", DEFAULT_REPS, QUICK_REPS);
 	for (struct bench *b = benches; b; b = b->next)
 		fprintf(f, "    %-8s %s\n", b->name, b->summary);
@@ -542,6 +555,8 @@ int bench_main(int argc, char **argv)
 			opts.json = true;
 		} else if (!strcmp(a, "--quick")) {
 			opts.quick = true;
+		} else if (!strcmp(a, "--full")) {
+			opts.full = true;
 		} else if (!strcmp(a, "--reps") || !strncmp(a, "--reps=", 7)) {
 			const char *v = a[6] == '=' ? a + 7 : (i + 1 < argc ? argv[++i] : "");
 
@@ -572,6 +587,10 @@ int bench_main(int argc, char **argv)
 	if (!nselected)
 		for (struct bench *b = benches; b && nselected < 32; b = b->next)
 			selected[nselected++] = b;
+	if (opts.quick && opts.full) {
+		fprintf(stderr, "softmm bench: --quick and --full do not go together\n");
+		return 2;
+	}
 	opts.reps = reps ? reps : opts.quick ? QUICK_REPS : DEFAULT_REPS;
 
 	for (int i = 0; i < nselected; i++) {

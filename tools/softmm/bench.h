@@ -24,6 +24,7 @@
 struct bench_opts {
 	int reps;		/* measured repetitions, after one warm-up */
 	bool quick;		/* small sizes, for CI smoke tests */
+	bool full;		/* the big sizes too (a bench says which in its progress) */
 	bool json;
 };
 
@@ -33,6 +34,7 @@ enum bench_side { SIDE_SOFTMM = 0, SIDE_HOST = 1 };
 enum bench_target {
 	TARGET_SPEEDUP_AT_LEAST,	/* softmm speed / host speed >= target */
 	TARGET_VALUE_AT_MOST,		/* softmm's figure <= target, in the row's unit */
+	TARGET_NONE,			/* a figure reported for information, not judged */
 };
 
 struct bench_row {
@@ -76,6 +78,7 @@ void bench_row_fail(struct bench_row *row, enum bench_side side, const char *fmt
 	__attribute__((format(printf, 3, 4)));
 bool bench_row_failed(const struct bench_row *row, enum bench_side side);
 
+struct sm_config;
 /* The softmm side of a bench: a machine, one mm, one CPU switched to it. */
 struct bench_sm {
 	struct sm_machine *m;
@@ -86,13 +89,15 @@ struct bench_sm {
  * a simulated frame would otherwise cost a host page fault, which is not what a
  * bench measures. 0 or -errno. */
 int bench_sm_open(struct bench_sm *s, unsigned long ram_bytes);
+/* The same with the caller's machine configuration (flags, folio orders) as given. */
+int bench_sm_open_cfg(struct bench_sm *s, const struct sm_config *cfg);
 void bench_sm_close(struct bench_sm *s);
 
 uint64_t bench_now_ns(void);			/* CLOCK_MONOTONIC */
 double bench_median(const double *v, int n);	/* NAN when n == 0 */
 void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* `softmm bench [NAME...] [--reps N] [--json] [--quick]`; the process's exit status. */
+/* `softmm bench [NAME...] [--reps N] [--json] [--quick|--full]`; the process's exit status. */
 int bench_main(int argc, char **argv);
 void bench_usage(FILE *f);
 
