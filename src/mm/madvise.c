@@ -157,7 +157,8 @@ static long madvise_pages(struct mmu_gather *tlb, struct vm_area_struct *vma,
 			madvise_free_range(tlb, vma, start, end);
 		} else {
 			zap_page_range(tlb, vma, start, end);
-			reclaim_pt_range(tlb, vma->vm_mm, start, end);
+			if (vma->vm_mm->machine->pt_reclaim_on_zap)
+				reclaim_pt_range(tlb, vma->vm_mm, start, end);
 		}
 		return 0;
 	case MADV_COLD:

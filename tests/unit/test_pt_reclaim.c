@@ -21,7 +21,7 @@ static void touch(struct sm_cpu *c, unsigned long a, unsigned long len, unsigned
 
 static void test_dontneed_frees_tables(void **state)
 {
-	struct sm_config cfg = { .ram_bytes = 256 << 20, .flags = SM_CFG_POISON_FREED };
+	struct sm_config cfg = { .ram_bytes = 256 << 20, .flags = SM_CFG_POISON_FREED | SM_CFG_PT_RECLAIM_ON_ZAP };
 	struct sm_machine *m = sm_machine_create(&cfg);
 	struct sm_mm *mm = sm_mm_create(m);
 	struct sm_cpu *c = sm_cpu_create(m);
@@ -82,7 +82,7 @@ static struct sm_mm *sparse(struct sm_machine *m, struct sm_cpu *c, unsigned lon
 
 static void test_request_and_scanner(void **state)
 {
-	struct sm_config cfg = { .ram_bytes = 256 << 20, .flags = SM_CFG_POISON_FREED };
+	struct sm_config cfg = { .ram_bytes = 256 << 20, .flags = SM_CFG_POISON_FREED | SM_CFG_PT_RECLAIM_ON_ZAP };
 	struct sm_machine *m = sm_machine_create(&cfg);
 	struct sm_cpu *c = sm_cpu_create(m);
 	unsigned long len = 4ul << 30;
