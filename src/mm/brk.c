@@ -27,8 +27,11 @@ static int do_brk_flags(struct sm_mm *mm, struct vm_area_struct *brkvma, unsigne
 
 	if (mm->map_count > mm->machine->max_map_count)
 		return -ENOMEM;
+	/* Expand the heap VMA in place when a new VMA there would merge with
+	 * it: same flags, and not chained to several anon_vmas (after fork). */
 	if (brkvma && brkvma->vm_end == addr &&
 	    ((brkvma->vm_flags ^ flags) & ~VM_IGNORE_MERGE) == 0 &&
+	    brkvma->anon_vma_chain.next == brkvma->anon_vma_chain.prev &&
 	    brkvma->vm_pgoff + vma_pages(brkvma) == addr >> PAGE_SHIFT) {
 		vma_set_range(brkvma, brkvma->vm_start, addr + len, brkvma->vm_pgoff);
 		brkvma->vm_flags |= VM_SOFTDIRTY;

@@ -479,6 +479,10 @@ int copy_page_range(struct vm_area_struct *dst_vma, struct vm_area_struct *src_v
 	pte_t *pmdp;
 	int err = 0;
 
+	/* Linux's vma_needs_copy: without an anon_vma there is nothing but
+	 * the zero page here, and the child's faults will map it again. */
+	if (!src_vma->anon_vma)
+		return 0;
 	while (addr < end && (pmdp = pmd_next_table(src_mm, &addr, end))) {
 		unsigned long next = pmd_addr_end(addr, end);
 

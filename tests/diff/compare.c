@@ -1,7 +1,9 @@
 /*
  * Comparing one step's records, host against softmm, and saying how they
  * differ: the results first, then the maps lines, then each VMA's smaps
- * fields, then the pages. Only the first kind of difference is described;
+ * fields, then the pages, then their pagemap bits. Each proc's records are
+ * compared on their own; a proc other than 0 is named in the description.
+ * Only the first kind of difference is described;
  * the lists of lines are printed whole because a split or a missed merge is
  * easiest to see that way.
  */
@@ -95,12 +97,44 @@ static bool same_smaps(const struct diff_step *h, const struct diff_step *s, str
 	return true;
 }
 
+static unsigned record_pages(const struct diff_step *h, const struct diff_step *s)
+{
+	return h->big || s->big ? TOTAL_PAGES : WIN_PAGES + HEAP_PAGES;
+}
+
 static void page_name(unsigned i, char *buf, size_t size)
 {
 	if (i < WIN_PAGES)
 		snprintf(buf, size, "W+%#lx", i * DIFF_PAGE);
-	else
+	else if (i < WIN_PAGES + HEAP_PAGES)
 		snprintf(buf, size, "H+%#lx", (i - WIN_PAGES) * DIFF_PAGE);
+	else
+		snprintf(buf, size, "B+%#lx", (i - WIN_PAGES - HEAP_PAGES) * DIFF_PAGE);
+}
+
+static const char *pm_state(uint8_t f, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s%s%s%s", f & PM_PRESENT_F ? "present" : "not present",
+		 f & PM_EXCLUSIVE_F ? ", exclusive" : "", f & PM_FILE_F ? ", file/shared" : "",
+		 f & PM_SWAP_F ? ", swapped" : "");
+	return buf;
+}
+
+static bool same_pagemap(const struct diff_step *h, const struct diff_step *s, struct out *o)
+{
+	unsigned bad = 0, first = 0;
+	char name[32], hs[64], ss[64];
+
+	for (unsigned i = 0; i < record_pages(h, s); i++)
+		if (h->pm[i] != s->pm[i] && !bad++)
+			first = i;
+	if (!bad)
+		return true;
+	page_name(first, name, sizeof(name));
+	say(o, "  pagemap of %s: host %s, softmm %s (%u page%s differ%s)\n", name,
+	    pm_state(h->pm[first], hs, sizeof(hs)), pm_state(s->pm[first], ss, sizeof(ss)),
+	    bad, bad > 1 ? "s" : "", bad > 1 ? "" : "s");
+	return false;
 }
 
 static const char *page_state(uint8_t flags, char *buf, size_t size)
@@ -113,10 +147,11 @@ static const char *page_state(uint8_t flags, char *buf, size_t size)
 static bool same_pages(const struct diff_step *h, const struct diff_step *s,
 		       const struct diff_layout *lay, struct out *o)
 {
-	unsigned npages = lay->heap_ok ? TOTAL_PAGES : WIN_PAGES, bad = 0, first = 0;
+	unsigned bad = 0, first = 0;
 	char name[32], hs[40], ss[40];
 
-	for (unsigned i = 0; i < npages; i++)
+	(void)lay;   /* the pages of an unused heap are zero on both sides */
+	for (unsigned i = 0; i < record_pages(h, s); i++)
 		if (h->page[i] != s->page[i] || h->hash[i] != s->hash[i])
 			if (!bad++)
 				first = i;
@@ -133,20 +168,49 @@ static bool same_pages(const struct diff_step *h, const struct diff_step *s,
 	return false;
 }
 
+static const char *state_name(uint8_t state)
+{
+	return state == PS_NONE ? "no record" : state == PS_PEEK ? "a peek" : "a full record";
+}
+
+static bool compare_records(const struct diff_step *h, const struct diff_step *s,
+			    const struct diff_op *op, const struct diff_layout *lay, struct out *o);
+
 bool diff_compare_step(const struct diff_step *h, const struct diff_step *s,
-		       const struct diff_op *op, const struct diff_layout *lay,
+		       const struct diff_op *op, const struct diff_layout *lay, unsigned proc,
 		       char *why, size_t size)
 {
 	struct out o = { why, size, 0 };
 
 	why[0] = 0;
-	if (h->problem[0] || s->problem[0]) {
-		if (h->problem[0])
-			say(&o, "  host: %s\n", h->problem);
-		if (s->problem[0])
-			say(&o, "  softmm: %s\n", s->problem);
+	if (compare_records(h, s, op, lay, &o))
+		return true;
+	if (proc)
+		say(&o, "  (in proc %u, a child)\n", proc);
+	return false;
+}
+
+static bool compare_records(const struct diff_step *h, const struct diff_step *s,
+			    const struct diff_op *op, const struct diff_layout *lay, struct out *o)
+{
+	if (h->state == PS_NONE && s->state == PS_NONE)
+		return true;
+	if (h->state != s->state || h->acted != s->acted) {
+		say(o, "  records: host %s%s, softmm %s%s\n", state_name(h->state),
+		    h->acted ? " (ran the op)" : "", state_name(s->state),
+		    s->acted ? " (ran the op)" : "");
 		return false;
 	}
-	return same_results(h, s, op, lay, &o) && same_maps(h, s, &o) &&
-	       same_smaps(h, s, &o) && same_pages(h, s, lay, &o);
+	if (h->problem[0] || s->problem[0]) {
+		if (h->problem[0])
+			say(o, "  host: %s\n", h->problem);
+		if (s->problem[0])
+			say(o, "  softmm: %s\n", s->problem);
+		return false;
+	}
+	if (!same_results(h, s, op, lay, o))
+		return false;
+	if (h->state == PS_FULL && !(same_maps(h, s, o) && same_smaps(h, s, o)))
+		return false;
+	return same_pages(h, s, lay, o) && same_pagemap(h, s, o);
 }

@@ -67,7 +67,7 @@ struct diff_driver *driver_open(void)
 	if (!d)
 		return NULL;
 	d->lay = lay;
-	d->sm_steps = calloc(DIFF_RECORDS(MAX_STEPS), sizeof(*d->sm_steps));
+	d->sm_steps = calloc(DIFF_SLOTS(MAX_STEPS), sizeof(*d->sm_steps));
 	d->sm = softmm_open(&lay);
 	if (!d->sm_steps || !d->sm) {
 		driver_close(d);
@@ -97,16 +97,25 @@ const struct diff_step *driver_host_steps(struct diff_driver *d)
 	return d->host_steps;
 }
 
+const struct diff_step *driver_sm_steps(struct diff_driver *d)
+{
+	return d->sm_steps;
+}
+
 static const struct diff_op *op_of_step(const struct diff_op *ops, unsigned n, unsigned step)
 {
 	return step >= 1 && step <= n ? &ops[step - 1] : NULL;
 }
 
-static void print_step(const struct diff_driver *d, const struct diff_op *ops, unsigned step,
-		       const struct diff_step *h, const struct diff_step *s)
+static void print_step(const struct diff_driver *d, const struct diff_op *ops, unsigned step)
 {
+	static const struct diff_step none = { .ret = 0 };
+	const struct diff_step *h = diff_acting(d->host_steps, step);
+	const struct diff_step *s = diff_acting(d->sm_steps, step);
 	char desc[256], hr[64], sr[64];
 
+	h = h ? h : &none;
+	s = s ? s : &none;
 	diff_op_format(&ops[step - 1], desc, sizeof(desc));
 	diff_ret_format(&ops[step - 1], h->ret, &d->lay, hr, sizeof(hr));
 	diff_ret_format(&ops[step - 1], s->ret, &d->lay, sr, sizeof(sr));
@@ -130,7 +139,7 @@ static void report(const struct diff_driver *d, const char *name, const struct d
 	printf("  layout: W = %#lx, H = %#lx%s\n  ops so far:\n", d->lay.win_base,
 	       d->lay.heap_base, d->lay.heap_ok ? "" : " (heap ops skipped)");
 	for (unsigned i = 1; i <= step && i <= n; i++)
-		print_step(d, ops, i, &d->host_steps[i], &d->sm_steps[i]);
+		print_step(d, ops, i);
 }
 
 static void note_failure(struct diff_failure *f, const struct diff_op *ops, unsigned n,
@@ -161,7 +170,7 @@ static void run_host_again(struct diff_driver *d, const struct diff_op *ops, uns
 {
 	const struct diff_step *first = host_collect(problem, size);
 
-	memcpy(d->sm_steps, first, DIFF_RECORDS(n) * sizeof(*first));
+	memcpy(d->sm_steps, first, DIFF_SLOTS(n) * sizeof(*first));
 	host_submit(ops, n);
 }
 
@@ -187,14 +196,17 @@ bool driver_run(struct diff_driver *d, const struct diff_opts *o, const char *na
 	}
 	for (unsigned i = 0; i < DIFF_RECORDS(n); i++) {
 		if (o->verbose && i >= 1 && i <= n)
-			print_step(d, ops, i, &d->host_steps[i], &d->sm_steps[i]);
-		if (diff_compare_step(&d->host_steps[i], &d->sm_steps[i], op_of_step(ops, n, i),
-				      &d->lay, d->why, sizeof(d->why)))
-			continue;
-		note_failure(fail, ops, n, i, d->why);
-		if (!o->quiet)
-			report(d, name, ops, n, i);
-		return false;
+			print_step(d, ops, i);
+		for (unsigned p = 0; p < MAX_PROCS; p++) {
+			if (diff_compare_step(DIFF_REC(d->host_steps, i, p), DIFF_REC(d->sm_steps, i, p),
+					      op_of_step(ops, n, i), &d->lay, p, d->why,
+					      sizeof(d->why)))
+				continue;
+			note_failure(fail, ops, n, i, d->why);
+			if (!o->quiet)
+				report(d, name, ops, n, i);
+			return false;
+		}
 	}
 	return true;
 }

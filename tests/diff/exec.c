@@ -13,6 +13,16 @@
  *     allows both). It is redone page by page, which is idempotent, so both
  *     sides end with exactly the pages before the faulting one written.
  *
+ * Processes: every executor walks the same steps and asks the backend to
+ * enter the proc that runs each part (the op and a full observation for the
+ * proc that runs it, then a peek of every other proc, in order). On softmm
+ * that switches the CPU to another mm; on the host every process runs this
+ * loop, and enter() returns true in the one whose turn it is (host.c passes
+ * a token), so each process writes only its own records. What the loop
+ * knows about procs (which exist) follows from the ops alone, so it is the
+ * same in every executor: a fork is taken to succeed unless this executor
+ * saw it fail (a host fork that fails ends the sequence).
+ *
  * This file runs inside the host child after the window is chosen, so it
  * allocates nothing: all buffers come from struct diff_work.
  */
@@ -30,6 +40,11 @@ struct exec {
 	const struct diff_backend *b;
 	const struct diff_layout *lay;
 	struct diff_work *w;
+	struct diff_step *steps;
+	bool big;                       /* the sequence uses the big region */
+	unsigned nprocs;                /* made so far, exited ones included */
+	bool alive[MAX_PROCS];
+	unsigned maps_rec[MAX_PROCS];   /* the record with each proc's latest maps */
 };
 
 struct region {
@@ -38,19 +53,49 @@ struct region {
 	unsigned first;   /* index of its first page in diff_step.page */
 };
 
-static unsigned regions(const struct diff_layout *lay, struct region r[2])
+static unsigned regions(const struct exec *x, struct region r[3])
 {
-	r[0] = (struct region){ lay->win_base, WIN_PAGES, 0 };
-	r[1] = (struct region){ lay->heap_base, HEAP_PAGES, WIN_PAGES };
-	return lay->heap_ok ? 2 : 1;
+	unsigned n = 0;
+
+	r[n++] = (struct region){ x->lay->win_base, WIN_PAGES, 0 };
+	if (x->lay->heap_ok)
+		r[n++] = (struct region){ x->lay->heap_base, HEAP_PAGES, WIN_PAGES };
+	if (x->big)
+		r[n++] = (struct region){ x->lay->big_base, BIG_PAGES, WIN_PAGES + HEAP_PAGES };
+	return n;
 }
 
 unsigned long diff_resolve(const struct diff_addr *a, const struct diff_layout *lay)
 {
 	unsigned long base = a->region == REG_WIN ? lay->win_base :
-			     a->region == REG_HEAP ? lay->heap_base : 0;
+			     a->region == REG_HEAP ? lay->heap_base :
+			     a->region == REG_BIG ? lay->big_base : 0;
 
 	return base + (unsigned long)a->off;
+}
+
+bool diff_uses_big(const struct diff_op *ops, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (ops[i].addr.region == REG_BIG || ops[i].addr2.region == REG_BIG)
+			return true;
+	return false;
+}
+
+void diff_records_reset(struct diff_step *steps, unsigned n)
+{
+	for (size_t i = 0; i < DIFF_SLOTS(n); i++) {
+		steps[i].state = PS_NONE;
+		steps[i].acted = false;
+	}
+}
+
+const struct diff_step *diff_acting(const struct diff_step *steps, unsigned step)
+{
+	for (unsigned p = 0; p < MAX_PROCS; p++)
+		if (DIFF_REC(steps, step, p)->acted)
+			return DIFF_REC(steps, step, p);
+	return NULL;
 }
 
 uint64_t diff_hash(const void *p, size_t len)
@@ -93,8 +138,8 @@ static unsigned long page_align(unsigned long len)
 /* Whether [addr, addr + len) meets a region: results there are compared exactly. */
 static bool in_regions(const struct exec *x, unsigned long addr, unsigned long len)
 {
-	struct region r[2];
-	unsigned n = regions(x->lay, r);
+	struct region r[3];
+	unsigned n = regions(x, r);
 
 	for (unsigned i = 0; i < n; i++)
 		if (addr < r[i].base + r[i].npages * DIFF_PAGE && addr + len > r[i].base)
@@ -102,9 +147,11 @@ static bool in_regions(const struct exec *x, unsigned long addr, unsigned long l
 	return false;
 }
 
-static bool uses_missing_heap(const struct exec *x, const struct diff_op *op)
+static bool uses_missing_region(const struct exec *x, const struct diff_op *op)
 {
-	return !x->lay->heap_ok && (op->kind == OP_BRK || op->addr.region == REG_HEAP);
+	if (!x->lay->heap_ok && (op->kind == OP_BRK || op->addr.region == REG_HEAP))
+		return true;
+	return !x->lay->big_ok && (op->addr.region == REG_BIG || op->addr2.region == REG_BIG);
 }
 
 /* ---- Running one op ---- */
@@ -184,7 +231,7 @@ static long run_op(struct exec *x, const struct diff_op *op, struct diff_step *s
 	unsigned long addr = diff_resolve(&op->addr, x->lay);
 	long r;
 
-	if (uses_missing_heap(x, op))
+	if (uses_missing_region(x, op))
 		return RET_SKIPPED;
 	if ((op->kind == OP_READ || op->kind == OP_WRITE) && op->len > DATA_MAX) {
 		add_problem(st, "harness: an access longer than DATA_MAX");
@@ -198,6 +245,8 @@ static long run_op(struct exec *x, const struct diff_op *op, struct diff_step *s
 	case OP_MREMAP:   return run_mremap(x, op, st);
 	case OP_BRK:      return b->brk(b->ctx, addr);
 	case OP_WRITE:    return run_write(x, op);
+	case OP_FORK:     return x->nprocs < MAX_PROCS ? b->fork(b->ctx, x->nprocs) : -EAGAIN;
+	case OP_EXIT:     return op->proc ? b->exit(b->ctx) : -EINVAL;
 	case OP_READ:
 		r = b->read(b->ctx, addr, x->w->data, op->len);
 		if (r == 0)
@@ -324,6 +373,8 @@ static void read_smaps(struct exec *x, struct diff_step *st)
 			cur->rss_kb = parse_kb(p + 4);
 		} else if (cur && !strncmp(p, "Anonymous:", 10)) {
 			cur->anon_kb = parse_kb(p + 10);
+		} else if (cur && !strncmp(p, "AnonHugePages:", 14)) {
+			cur->anon_huge_kb = parse_kb(p + 14);
 		} else if (cur && !strncmp(p, "VmFlags:", 8)) {
 			copy_text(cur->vmflags, VMFLAGS_MAX_LEN, p + 9, n > 9 ? n - 9 : 0, st);
 		}
@@ -377,21 +428,32 @@ static void probe_run(struct exec *x, struct diff_step *st, const struct region 
 	}
 }
 
-/* Probe every page; with trust_maps only the runs that maps says allow it. */
+/* Probe every page; with trust_maps only the runs that maps says allow it.
+ *
+ * The big region (the COW tests) is read without disturbing it: a page that
+ * pagemap (read just before) shows absent is not touched, since a read
+ * would map the zero page there, and a THP could no longer be had; it reads
+ * as zeros if maps allows reading it, on both sides. Writes probe all. */
 static void probe_pages(struct exec *x, const struct diff_step *maps, struct diff_step *st,
 			bool write)
 {
-	struct region r[2];
-	bool acc[WIN_PAGES];
-	unsigned nr = regions(x->lay, r);
+	struct region r[3];
+	bool acc[BIG_PAGES];
+	unsigned nr = regions(x, r);
 
 	for (unsigned i = 0; i < nr; i++) {
+		bool gentle = r[i].first == WIN_PAGES + HEAP_PAGES && !write;
 		unsigned p = 0, q;
 
-		if (x->b->trust_maps)
+		if (x->b->trust_maps || gentle)
 			accessible_pages(maps, &r[i], write, acc);
 		else
 			memset(acc, 1, sizeof(acc));
+		for (unsigned k = 0; gentle && k < r[i].npages; k++)
+			if (acc[k] && !(st->pm[r[i].first + k] & PM_PRESENT_F)) {
+				acc[k] = false;
+				st->page[r[i].first + k] |= PG_READABLE;   /* hash 0: zeros */
+			}
 		while (p < r[i].npages) {
 			for (q = p; q < r[i].npages && acc[q]; q++)
 				;
@@ -401,58 +463,168 @@ static void probe_pages(struct exec *x, const struct diff_step *maps, struct dif
 	}
 }
 
-static void observe(struct exec *x, struct diff_step *st)
+/* Present, swapped, file and exclusively-mapped bits of every page (before
+ * the probes, which map the zero page where nothing was). */
+static void read_pagemap(struct exec *x, struct diff_step *st)
+{
+	struct region r[3];
+	unsigned nr = regions(x, r);
+
+	for (unsigned i = 0; i < nr; i++) {
+		uint64_t *e = x->w->pagemap;
+		long err = x->b->pagemap(x->b->ctx, r[i].base, e, r[i].npages);
+
+		if (err) {
+			add_problem(st, "reading pagemap failed");
+			return;
+		}
+		for (unsigned p = 0; p < r[i].npages; p++)
+			st->pm[r[i].first + p] = (e[p] >> 63 & 1 ? PM_PRESENT_F : 0) |
+						 (e[p] >> 62 & 1 ? PM_SWAP_F : 0) |
+						 (e[p] >> 61 & 1 ? PM_FILE_F : 0) |
+						 (e[p] >> 56 & 1 ? PM_EXCLUSIVE_F : 0);
+	}
+}
+
+static void check(struct exec *x, struct diff_step *st)
 {
 	char msg[160] = "";
 
 	x->b->check(x->b->ctx, msg, sizeof(msg));
 	if (msg[0])
 		add_problem(st, msg);
-	read_maps(x, st);
-	read_smaps(x, st);
-	probe_pages(x, st, st, false);
 }
 
-/* Write a page-sized pattern to every page that takes it; how many did. */
-static long write_all_pages(struct exec *x, const struct diff_step *maps, struct diff_step *st)
+static void observe(struct exec *x, unsigned proc, unsigned rec)
 {
+	struct diff_step *st = DIFF_REC(x->steps, rec, proc);
+
+	st->state = PS_FULL;
+	check(x, st);
+	read_maps(x, st);
+	read_smaps(x, st);
+	read_pagemap(x, st);
+	probe_pages(x, st, st, false);
+	x->maps_rec[proc] = rec;
+}
+
+/* Another proc's op cannot change this one's maps, only (through a bug) its
+ * pages; its invariants are checked at its own next op. */
+static void peek(struct exec *x, unsigned proc, unsigned rec)
+{
+	struct diff_step *st = DIFF_REC(x->steps, rec, proc);
+
+	st->state = PS_PEEK;
+	read_pagemap(x, st);
+	probe_pages(x, DIFF_REC(x->steps, x->maps_rec[proc], proc), st, false);
+}
+
+/* Write a page-sized pattern, the proc's own, to every page that takes it;
+ * how many did. */
+static long write_all_pages(struct exec *x, unsigned proc, const struct diff_step *maps,
+			    struct diff_step *st)
+{
+	struct region r[3];
+	unsigned nr = regions(x, r);
 	long written = 0;
 
-	for (unsigned p = 0; p < TOTAL_PAGES; p++)
-		fill_data(x->w->pages + p * DIFF_PAGE, DIFF_PAGE, p);
+	for (unsigned i = 0; i < nr; i++)
+		for (unsigned p = r[i].first; p < r[i].first + r[i].npages; p++)
+			fill_data(x->w->pages + p * DIFF_PAGE, DIFF_PAGE, p + proc * 0x10000ULL);
 	probe_pages(x, maps, st, true);
 	for (unsigned p = 0; p < TOTAL_PAGES; p++)
 		written += st->page[p] & PG_WRITABLE ? 1 : 0;
 	return written;
 }
 
-static void clear_step(struct diff_step *st)
+static struct diff_step *clear_step(struct exec *x, unsigned rec, unsigned proc)
 {
+	struct diff_step *st = DIFF_REC(x->steps, rec, proc);
+	size_t npages = x->big ? TOTAL_PAGES : WIN_PAGES + HEAP_PAGES;
+
+	st->acted = false;
+	st->big = x->big;
 	st->ret = st->aux = 0;
 	st->data_hash = 0;
 	st->nvma = 0;
 	st->problem[0] = 0;
-	memset(st->page, 0, sizeof(st->page));
-	memset(st->hash, 0, sizeof(st->hash));
+	memset(st->page, 0, npages);
+	memset(st->pm, 0, npages);
+	memset(st->hash, 0, npages * sizeof(st->hash[0]));
+	return st;
+}
+
+/* Run one op in its proc, then let every proc look at itself. */
+static void run_step(struct exec *x, const struct diff_op *op, unsigned rec)
+{
+	unsigned acting = op->proc < MAX_PROCS && x->alive[op->proc] ? op->proc : 0;
+	bool skipped = acting != op->proc;
+	bool can_fork = op->kind == OP_FORK && !skipped && x->nprocs < MAX_PROCS;
+	bool can_exit = op->kind == OP_EXIT && !skipped && acting != 0;
+	/* As another process sees it: a fork that fails on the host ends the sequence. */
+	bool forked = can_fork, exited = can_exit;
+	unsigned child = x->nprocs;
+
+	if (x->b->enter(x->b->ctx, acting)) {
+		struct diff_step *st = clear_step(x, rec, acting);
+		long r = skipped ? RET_SKIPPED : run_op(x, op, st);
+
+		forked = can_fork && (r == 0 || r == DIFF_FORK_CHILD);
+		exited = can_exit && r == 0;
+		if (r != DIFF_FORK_CHILD) {   /* else: the host's new process, whose turn comes */
+			st->acted = true;
+			st->ret = forked ? RET_FORKED + (long)child : r;
+			if (exited)
+				st->state = PS_FULL;   /* nothing is left to observe */
+			else
+				observe(x, acting, rec);
+		}
+	}
+	if (forked) {
+		x->alive[child] = true;
+		x->nprocs = child + 1;
+		if (x->b->enter(x->b->ctx, child)) {
+			clear_step(x, rec, child);
+			observe(x, child, rec);
+		}
+	}
+	if (exited)
+		x->alive[acting] = false;
+	for (unsigned p = 0; p < x->nprocs; p++)
+		if (x->alive[p] && p != acting && !(forked && p == child) &&
+		    x->b->enter(x->b->ctx, p)) {
+			clear_step(x, rec, p);
+			peek(x, p, rec);
+		}
 }
 
 void diff_run(const struct diff_backend *b, const struct diff_layout *lay,
 	      const struct diff_op *ops, unsigned n, struct diff_step *steps,
 	      struct diff_work *w)
 {
-	struct exec x = { .b = b, .lay = lay, .w = w };
-	struct diff_step *last = &steps[n + 1];
-	long written;
+	struct exec x = { .b = b, .lay = lay, .w = w, .steps = steps,
+			  .big = diff_uses_big(ops, n), .nprocs = 1, .alive = { true } };
 
-	clear_step(&steps[0]);
-	observe(&x, &steps[0]);
-	for (unsigned i = 0; i < n; i++) {
-		clear_step(&steps[i + 1]);
-		steps[i + 1].ret = run_op(&x, &ops[i], &steps[i + 1]);
-		observe(&x, &steps[i + 1]);
+	if (b->enter(b->ctx, 0)) {
+		clear_step(&x, 0, 0);
+		observe(&x, 0, 0);
 	}
-	clear_step(last);
-	written = write_all_pages(&x, &steps[n], last);
-	observe(&x, last);
-	last->ret = written;
+	for (unsigned i = 0; i < n; i++)
+		run_step(&x, &ops[i], i + 1);
+	/* Every proc writes its pattern, then every proc looks: no write may show
+	 * anywhere but in the proc that made it. */
+	for (unsigned p = 0; p < x.nprocs; p++)
+		if (x.alive[p] && b->enter(b->ctx, p)) {
+			struct diff_step *last = clear_step(&x, n + 1, p);
+
+			last->ret = write_all_pages(&x, p, DIFF_REC(steps, x.maps_rec[p], p), last);
+		}
+	for (unsigned p = 0; p < x.nprocs; p++)
+		if (x.alive[p] && b->enter(b->ctx, p))
+			observe(&x, p, n + 1);
+	/* One more turn each, as a barrier: the host's processes exit after the
+	 * loop, and none may drop its pages before the last proc has looked. */
+	for (unsigned p = 0; p < x.nprocs; p++)
+		if (x.alive[p])
+			b->enter(b->ctx, p);
 }

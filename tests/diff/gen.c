@@ -9,6 +9,10 @@
  * overflowing lengths, unknown flags or advice, bad flag combinations).
  * Every range stays inside its region, and the overflowing lengths wrap the
  * address space, so that no call can reach the host child's own mappings.
+ *
+ * About one op in fifty forks (at most MAX_PROCS - 1 times a sequence), in
+ * any proc; after that each op runs in a proc picked at random, and every
+ * proc lives to the end.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -229,10 +233,10 @@ static void gen_madvise(struct rng *r, struct diff_op *op)
 		MADV_DONTNEED, MADV_DONTNEED, MADV_DONTNEED, MADV_FREE, MADV_FREE,
 		MADV_WILLNEED, MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_DONTFORK,
 		MADV_DOFORK, MADV_POPULATE_READ, MADV_POPULATE_WRITE, MADV_POPULATE_WRITE,
-		MADV_HUGEPAGE, MADV_NOHUGEPAGE,
+		MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_WIPEONFORK, MADV_KEEPONFORK,
 	};
 	static const uint64_t rare[] = {
-		MADV_DONTDUMP, MADV_DODUMP, MADV_WIPEONFORK, MADV_KEEPONFORK, MADV_COLD,
+		MADV_DONTDUMP, MADV_DODUMP, MADV_COLD,
 		MADV_MERGEABLE, MADV_UNMERGEABLE, MADV_REMOVE, 24 /* MADV_DONTNEED_LOCKED */,
 	};
 
@@ -375,12 +379,26 @@ static void gen_op(struct rng *r, struct diff_op *op)
 	}
 }
 
+#define FORK_PERCENT 2
+
 void diff_generate(uint64_t seed, struct diff_op *ops, unsigned n)
 {
 	struct rng r = { .state = seed };
+	unsigned nprocs = 1;
 
-	for (unsigned i = 0; i < n; i++)
-		gen_op(&r, &ops[i]);
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t proc = nprocs > 1 ? (uint8_t)below(&r, nprocs) : 0;
+
+		if (nprocs < MAX_PROCS && chance(&r, FORK_PERCENT)) {
+			memset(&ops[i], 0, sizeof(ops[i]));
+			ops[i].kind = OP_FORK;
+			ops[i].fd = -1;
+			nprocs++;
+		} else {
+			gen_op(&r, &ops[i]);
+		}
+		ops[i].proc = proc;
+	}
 }
 
 /* ---- Printing ---- */
@@ -404,7 +422,8 @@ struct name {
 
 static int format_addr(const struct diff_addr *a, char *buf, size_t size)
 {
-	const char *base = a->region == REG_WIN ? "W" : a->region == REG_HEAP ? "H" : NULL;
+	const char *base = a->region == REG_WIN ? "W" : a->region == REG_HEAP ? "H" :
+			   a->region == REG_BIG ? "B" : NULL;
 
 	if (!base)
 		return snprintf(buf, size, "%#lx", (unsigned long)a->off);
@@ -460,7 +479,19 @@ static int format_advice(int advice, char *buf, size_t size)
 
 #define BITS(v, names, buf) format_bits(v, names, sizeof(names) / sizeof(names[0]), buf, sizeof(buf))
 
+static int format_op(const struct diff_op *op, char *buf, size_t size);
+
+/* Ops of procs other than 0 say whose they are. */
 int diff_op_format(const struct diff_op *op, char *buf, size_t size)
+{
+	int n = op->proc ? snprintf(buf, size, "[proc %u] ", op->proc) : 0;
+
+	if (n < 0 || (size_t)n >= size)
+		return n;
+	return n + format_op(op, buf + n, size - (size_t)n);
+}
+
+static int format_op(const struct diff_op *op, char *buf, size_t size)
 {
 	char a[48], a2[48], back[48], bits[160], prot[80];
 
@@ -496,6 +527,10 @@ int diff_op_format(const struct diff_op *op, char *buf, size_t size)
 	case OP_WRITE:
 		return snprintf(buf, size, "write(%s, %#lx, data %#llx)", a, (unsigned long)op->len,
 				(unsigned long long)op->data_seed);
+	case OP_FORK:
+		return snprintf(buf, size, "fork()");
+	case OP_EXIT:
+		return snprintf(buf, size, "exit()");
 	}
 	return snprintf(buf, size, "op %d?", op->kind);
 }
@@ -511,6 +546,8 @@ int diff_ret_format(const struct diff_op *op, long ret, const struct diff_layout
 		const char *e = strerrorname_np((int)-ret);
 		return snprintf(buf, size, "-%s", e ? e : "?");
 	}
+	if (op->kind == OP_FORK && ret >= RET_FORKED)
+		return snprintf(buf, size, "proc %ld", ret - RET_FORKED);
 	if (ret == RET_ELSEWHERE && op->kind != OP_BRK)
 		return snprintf(buf, size, "elsewhere");
 	if (ret == RET_SKIPPED)
@@ -519,5 +556,7 @@ int diff_ret_format(const struct diff_op *op, long ret, const struct diff_layout
 		return format_rel("W", (long)(v - lay->win_base), buf, size);
 	if (is_addr && near(v, lay->heap_base, HEAP_PAGES))
 		return format_rel("H", (long)(v - lay->heap_base), buf, size);
+	if (is_addr && near(v, lay->big_base, BIG_PAGES))
+		return format_rel("B", (long)(v - lay->big_base), buf, size);
 	return snprintf(buf, size, is_addr ? "%#lx" : "%ld", ret);
 }

@@ -13,10 +13,21 @@
  * Guest memory is touched only through a pipe: write(2) from guest memory
  * and read(2) into it make the kernel copy like the CPU would, returning
  * -EFAULT or a short count instead of raising SIGSEGV, which is the
- * semantics of sm_read/sm_write (page snapshots take process_vm_readv
- * first, which is faster where it works). The window is fixed (WIN_BASE, far below
+ * semantics of sm_read/sm_write. Page snapshots read the pages that maps
+ * says are accessible with plain loads: process_vm_readv would take a
+ * read-only GUP pin, which unshares (copies) a copy-on-write page and so
+ * changes what pagemap says. The window is fixed (WIN_BASE, far below
  * where the kernel places mappings); the heap region starts at the child's
  * start_brk, and brk is reset to it so every child starts with no heap.
+ *
+ * Procs: the child for a sequence is proc 0; an OP_FORK forks for real, and
+ * every process runs exec.c's loop. One token, a byte in per-proc pipes,
+ * says whose turn it is: enter(p) in the process that holds it passes it to
+ * p, and p's process waits for it. A proc's exit is its unmapping of every
+ * region (the process itself lingers, without turns, until the end, so that
+ * the token protocol needs no repair); the pages' mapcounts drop as on exit.
+ * At the end every process waits for the ones it forked. A process that
+ * fails kills the whole process group, which proc 0 leads.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +35,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -39,10 +52,11 @@
 struct host_job {
 	struct diff_layout layout;
 	char note[256];           /* from the server's start */
+	char fatal[128];          /* why a host process gave up on the sequence */
 	bool window_taken;        /* fatal: something already lies in the window */
 	unsigned nops;
 	struct diff_op ops[MAX_STEPS];
-	struct diff_step steps[DIFF_RECORDS(MAX_STEPS)];
+	struct diff_step steps[DIFF_SLOTS(MAX_STEPS)];
 };
 
 struct host_server {
@@ -58,11 +72,34 @@ static struct host_server server = { .pid = -1, .cmd_fd = -1, .reply_fd = -1 };
 static struct diff_work host_work;
 
 struct host_ctx {
+	struct host_job *job;
 	int pipe_rd, pipe_wr;
 	size_t pipe_cap;
-	int maps_fd, smaps_fd;
+	int maps_fd, smaps_fd, pagemap_fd;
+	unsigned self;               /* which proc this process is */
+	bool has_token;
+	int token[MAX_PROCS][2];     /* proc p waits on token[p][0] */
+	pid_t forked[MAX_PROCS];     /* the procs this process forked */
+	unsigned nforked;
 	unsigned char scratch[DIFF_PAGE];
 };
+
+static struct host_ctx *fatal_ctx;
+
+/* Give up on the sequence: every process of it dies, and the server says why. */
+static _Noreturn void die(const char *why)
+{
+	if (fatal_ctx && !fatal_ctx->job->fatal[0])
+		snprintf(fatal_ctx->job->fatal, sizeof(fatal_ctx->job->fatal), "proc %u: %s",
+			 fatal_ctx->self, why);
+	kill(0, SIGKILL);
+	_exit(74);
+}
+
+static void on_fault(int sig)
+{
+	die(sig == SIGSEGV ? "SIGSEGV" : "SIGBUS");
+}
 
 static long sys_ret(long r)
 {
@@ -129,7 +166,7 @@ static void drain_into(struct host_ctx *h, unsigned char *buf, size_t len)
 		long n = raw_read(h->pipe_rd, buf, len);
 
 		if (n <= 0)
-			_exit(70);   /* the data we just wrote must be there */
+			die("the pipe lost data");   /* the data we just wrote must be there */
 		buf += n;
 		len -= (size_t)n;
 	}
@@ -170,7 +207,7 @@ static size_t copy_to_guest(struct host_ctx *h, unsigned long addr, const void *
 		long m;
 
 		if (raw_write(h->pipe_wr, (const unsigned char *)buf + done, chunk) != (long)chunk)
-			_exit(71);
+			die("the pipe took less than asked");
 		m = raw_read(h->pipe_rd, (void *)(addr + done), chunk);
 		if (m < 0)
 			m = 0;
@@ -193,18 +230,14 @@ static long host_write(void *ctx, unsigned long addr, const void *buf, size_t le
 	return copy_to_guest(ctx, addr, buf, len) == len ? 0 : -EFAULT;
 }
 
-/* process_vm_readv copies without the pipe's page allocations, but only from
- * VMAs with VM_READ; the pipe goes on from where it stops, as far as a CPU
- * could read (x86 reads write-only and exec-only pages too). */
+/* Called only for pages that maps says a CPU can read (x86 reads write-only
+ * and exec-only pages too), so a plain load is safe, and it faults exactly
+ * like the guest's read would. */
 static size_t host_read_prefix(void *ctx, unsigned long addr, void *buf, size_t len)
 {
-	struct iovec local = { buf, len }, remote = { (void *)addr, len };
-	long n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
-	size_t done = n > 0 ? (size_t)n & ~(DIFF_PAGE - 1) : 0;
-
-	if (done < len)
-		done += copy_from_guest(ctx, addr + done, (unsigned char *)buf + done, len - done);
-	return done & ~(DIFF_PAGE - 1);
+	(void)ctx;
+	memcpy(buf, (const void *)addr, len);
+	return len;
 }
 
 static size_t host_write_prefix(void *ctx, unsigned long addr, const void *buf, size_t len)
@@ -241,6 +274,99 @@ static void host_check(void *ctx, char *problem, size_t size)
 	(void)size;
 }
 
+static long host_pagemap(void *ctx, unsigned long addr, uint64_t *entries, size_t n)
+{
+	struct host_ctx *h = ctx;
+	size_t want = n * sizeof(*entries);
+	long r = pread(h->pagemap_fd, entries, want, (off_t)(addr / DIFF_PAGE * 8));
+
+	return r < 0 ? -errno : (size_t)r == want ? 0 : -EIO;
+}
+
+/* ---- Procs ---- */
+
+static void wait_token(struct host_ctx *h)
+{
+	struct pollfd pfd = { .fd = h->token[h->self][0], .events = POLLIN };
+	char t;
+
+	if (poll(&pfd, 1, 60000) != 1 || read(pfd.fd, &t, 1) != 1)
+		die("no turn came in a minute");
+	h->has_token = true;
+}
+
+static bool host_enter(void *ctx, unsigned proc)
+{
+	struct host_ctx *h = ctx;
+
+	if (proc == h->self) {
+		if (!h->has_token)
+			wait_token(h);
+		return true;
+	}
+	if (h->has_token) {
+		h->has_token = false;
+		if (write(h->token[proc][1], "t", 1) != 1)
+			die("cannot pass the turn");
+	}
+	return false;
+}
+
+static int host_ctx_open(struct host_ctx *h);
+
+static long host_fork(void *ctx, unsigned child)
+{
+	struct host_ctx *h = ctx;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		die("fork failed");
+	if (pid > 0) {
+		h->forked[h->nforked++] = pid;
+		return 0;
+	}
+	close(h->pipe_rd);
+	close(h->pipe_wr);
+	close(h->maps_fd);
+	close(h->smaps_fd);
+	close(h->pagemap_fd);
+	h->self = child;
+	h->has_token = false;
+	h->nforked = 0;
+	if (host_ctx_open(h) < 0)   /* /proc/self of this process, and its own pipe */
+		die("cannot open /proc/self files");
+	return DIFF_FORK_CHILD;
+}
+
+/* Unmap every region (and its guards): what exit does to the pages. */
+static long host_exit(void *ctx)
+{
+	const struct diff_layout *lay = &((struct host_ctx *)ctx)->job->layout;
+
+	syscall(SYS_munmap, lay->win_base - REGION_GUARD, WIN_PAGES * DIFF_PAGE + 2 * REGION_GUARD);
+	if (lay->heap_ok)
+		syscall(SYS_munmap, lay->heap_base, HEAP_PAGES * DIFF_PAGE + REGION_GUARD);
+	if (lay->big_ok)
+		syscall(SYS_munmap, lay->big_base - REGION_GUARD,
+			BIG_PAGES * DIFF_PAGE + 2 * REGION_GUARD);
+	return 0;
+}
+
+/* Wait for the processes this one forked; nonzero if any failed. */
+static int reap_forked(struct host_ctx *h)
+{
+	int bad = 0;
+
+	for (unsigned i = 0; i < h->nforked; i++) {
+		int status;
+
+		if (waitpid(h->forked[i], &status, 0) != h->forked[i] || !WIFEXITED(status) ||
+		    WEXITSTATUS(status))
+			bad = 1;
+	}
+	return bad;
+}
+
 /* ---- The child ---- */
 
 static int host_ctx_open(struct host_ctx *h)
@@ -259,7 +385,8 @@ static int host_ctx_open(struct host_ctx *h)
 	h->pipe_cap = (size_t)cap & ~(DIFF_PAGE - 1);
 	h->maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
 	h->smaps_fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
-	return h->maps_fd < 0 || h->smaps_fd < 0 ? -1 : 0;
+	h->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	return h->maps_fd < 0 || h->smaps_fd < 0 || h->pagemap_fd < 0 ? -1 : 0;
 }
 
 static _Noreturn void run_child(struct host_job *job)
@@ -271,13 +398,23 @@ static _Noreturn void run_child(struct host_job *job)
 		.madvise = host_madvise, .mremap = host_mremap, .brk = host_brk,
 		.read = host_read, .write = host_write,
 		.read_prefix = host_read_prefix, .write_prefix = host_write_prefix,
-		.proc_read = host_proc_read, .check = host_check,
+		.proc_read = host_proc_read, .check = host_check, .pagemap = host_pagemap,
+		.enter = host_enter, .fork = host_fork, .exit = host_exit,
 	};
 
+	setpgid(0, 0);   /* die() kills this group: the sequence's processes */
+	h.job = job;
+	fatal_ctx = &h;
+	signal(SIGSEGV, on_fault);
+	signal(SIGBUS, on_fault);
+	for (unsigned p = 0; p < MAX_PROCS; p++)
+		if (pipe2(h.token[p], O_CLOEXEC) < 0)
+			_exit(73);
+	h.has_token = true;
 	if (host_ctx_open(&h) < 0)
 		_exit(72);
 	diff_run(&b, &job->layout, job->ops, job->nops, job->steps, &host_work);
-	_exit(0);
+	_exit(reap_forked(&h) ? 75 : 0);
 }
 
 /* ---- The fork server ---- */
@@ -328,6 +465,10 @@ static void setup_layout(struct host_job *job)
 
 	lay->win_base = WIN_BASE;
 	lay->heap_base = start_brk;
+	lay->big_base = BIG_BASE;
+	lay->big_ok = range_is_free(BIG_BASE - REGION_GUARD, BIG_PAGES * DIFF_PAGE + 2 * REGION_GUARD);
+	if (!lay->big_ok)
+		note(job, "the big region is not free: the COW tests are skipped");
 	job->window_taken = !range_is_free(WIN_BASE - REGION_GUARD,
 					   WIN_PAGES * DIFF_PAGE + 2 * REGION_GUARD);
 	if (job->window_taken)
@@ -347,10 +488,13 @@ static int run_one(struct host_job *job)
 	int status;
 	pid_t pid = fork();
 
+	job->fatal[0] = 0;
 	if (pid == 0)
 		run_child(job);
 	if (pid < 0 || waitpid(pid, &status, 0) != pid)
 		return -1;
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;   /* a failed sequence's other processes, orphaned to us */
 	return status;
 }
 
@@ -359,6 +503,7 @@ static _Noreturn void serve(struct host_job *job, int cmd_fd, int reply_fd)
 	char cmd;
 
 	setup_layout(job);
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	if (write(reply_fd, "r", 1) != 1)
 		_exit(1);
 	while (read(cmd_fd, &cmd, 1) == 1 && cmd == 'r') {
@@ -403,6 +548,7 @@ void host_submit(const struct diff_op *ops, unsigned n)
 {
 	memcpy(server.job->ops, ops, n * sizeof(*ops));
 	server.job->nops = n;
+	diff_records_reset(server.job->steps, n);
 	if (write(server.cmd_fd, "r", 1) != 1)
 		abort();
 }
@@ -414,6 +560,8 @@ const struct diff_step *host_collect(char *problem, size_t size)
 	problem[0] = 0;
 	if (read(server.reply_fd, &status, sizeof(status)) != sizeof(status))
 		snprintf(problem, size, "the host fork server is gone");
+	else if (server.job->fatal[0])
+		snprintf(problem, size, "the host child failed: %s", server.job->fatal);
 	else if (WIFSIGNALED(status))
 		snprintf(problem, size, "the host child died of signal %d", WTERMSIG(status));
 	else if (!WIFEXITED(status) || WEXITSTATUS(status))

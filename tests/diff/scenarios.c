@@ -251,7 +251,7 @@ static const struct scenario scenarios[] = {
 /* The scenario's own claim, checked on the host. */
 static bool host_has_vmas(struct diff_driver *d, const struct scenario *sc, unsigned n)
 {
-	unsigned got = driver_host_steps(d)[n].nvma;
+	unsigned got = DIFF_REC(driver_host_steps(d), n, 0)->nvma;
 
 	if (got == sc->vmas)
 		return true;

@@ -1,5 +1,6 @@
 /*
- * The softmm backend: the same ops on a fresh sm_mm per sequence.
+ * The softmm backend: the same ops on a fresh sm_mm per sequence; its procs
+ * are the mms that sm_fork makes, one CPU switching between them.
  *
  * One machine (small RAM, freed frames poisoned) and one CPU live across all
  * sequences. Each sequence gets a new mm with its heap starting where the
@@ -19,7 +20,8 @@
 struct softmm_side {
 	struct sm_machine *m;
 	struct sm_cpu *cpu;
-	struct sm_mm *mm;
+	struct sm_mm *mm;                  /* the current proc's */
+	struct sm_mm *procs[MAX_PROCS];
 	struct diff_layout lay;
 	uint64_t free_frames;   /* with no mm alive */
 	struct diff_work *work;
@@ -102,6 +104,44 @@ static void sm_check_(void *ctx, char *problem, size_t size)
 		snprintf(problem, size, "sm_mm_check: %d (details on stderr)", r);
 }
 
+static long sm_pagemap_(void *ctx, unsigned long addr, uint64_t *entries, size_t n)
+{
+	long r = sm_pagemap_read(((struct softmm_side *)ctx)->mm, addr, entries, n);
+
+	return r < 0 ? r : (size_t)r == n ? 0 : -EIO;
+}
+
+static bool sm_enter_(void *ctx, unsigned proc)
+{
+	struct softmm_side *s = ctx;
+
+	if (s->mm != s->procs[proc]) {
+		s->mm = s->procs[proc];
+		sm_cpu_switch_mm(s->cpu, s->mm);
+	}
+	return true;
+}
+
+static long sm_fork_(void *ctx, unsigned child)
+{
+	struct softmm_side *s = ctx;
+
+	return sm_fork(s->mm, &s->procs[child]);
+}
+
+static long sm_exit_(void *ctx)
+{
+	struct softmm_side *s = ctx;
+
+	for (unsigned p = 0; p < MAX_PROCS; p++)
+		if (s->procs[p] == s->mm)
+			s->procs[p] = NULL;
+	sm_cpu_switch_mm(s->cpu, NULL);
+	sm_mm_destroy(s->mm);
+	s->mm = NULL;
+	return 0;
+}
+
 static uint64_t free_frames(struct sm_machine *m)
 {
 	struct sm_machine_stats st;
@@ -142,7 +182,8 @@ void softmm_run(struct softmm_side *s, const struct diff_op *ops, unsigned n,
 		.madvise = sm_madvise_, .mremap = sm_mremap_, .brk = sm_brk_,
 		.read = sm_read_, .write = sm_write_,
 		.read_prefix = sm_read_prefix, .write_prefix = sm_write_prefix,
-		.proc_read = sm_proc_read_, .check = sm_check_,
+		.proc_read = sm_proc_read_, .check = sm_check_, .pagemap = sm_pagemap_,
+		.enter = sm_enter_, .fork = sm_fork_, .exit = sm_exit_,
 	};
 	uint64_t after;
 	long r;
@@ -157,9 +198,15 @@ void softmm_run(struct softmm_side *s, const struct diff_op *ops, unsigned n,
 	if (r < 0)
 		snprintf(problem, size, "sm_mm_set_brk_base: %ld", r);
 	sm_cpu_switch_mm(s->cpu, s->mm);
+	s->procs[0] = s->mm;
+	diff_records_reset(steps, n);
 	diff_run(&b, &s->lay, ops, n, steps, s->work);
 	sm_cpu_switch_mm(s->cpu, NULL);
-	sm_mm_destroy(s->mm);
+	for (unsigned p = 0; p < MAX_PROCS; p++) {
+		if (s->procs[p])
+			sm_mm_destroy(s->procs[p]);
+		s->procs[p] = NULL;
+	}
 	s->mm = NULL;
 	after = free_frames(s->m);
 	if (after != s->free_frames && !problem[0])
