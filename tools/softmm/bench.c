@@ -388,7 +388,7 @@ static void print_table(const struct bench_report *rep, const struct bench_opts 
 	       "speedup = softmm speed / host speed (> 1: softmm faster; for times, host time / softmm time)\n\n",
 	       opts->reps, opts->quick ? ", --quick sizes" : opts->full ? ", --full sizes" :
 	       " (default sizes; --full adds the big ones)");
-	printf("%-7s %-28s %-9s %10s %10s %8s  %-14s %s\n",
+	printf("%-9s %-28s %-9s %10s %10s %8s  %-14s %s\n",
 	       "bench", "workload", "unit", "softmm", "host", "speedup", "target", "result");
 	for (int i = 0; i < rep->nrows; i++) {
 		const struct bench_row *r = &rep->rows[i];
@@ -402,7 +402,7 @@ static void print_table(const struct bench_report *rep, const struct bench_opts 
 		else
 			snprintf(speedup, sizeof(speedup), "%.2fx", x);
 		row_target_text(r, target, sizeof(target));
-		printf("%-7s %-28s %-9s %10s %10s %8s  %-14s %s\n", r->bench, r->workload,
+		printf("%-9s %-28s %-9s %10s %10s %8s  %-14s %s\n", r->bench, r->workload,
 		       r->unit, sm, host, speedup, target, row_verdict(r));
 	}
 	printf("\n");
