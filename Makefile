@@ -2,7 +2,8 @@
 #
 #   make run       build, then run `softmm bench` with its defaults
 #   make check     every test: optimized, ASan+UBSan, TSan, a short libFuzzer run
-#   make soak      the long runs: diff_test --sequences 20000, stress tests with
+#   make soak      the long runs: diff_test --sequences 20000, 100,000 fork+exit
+#                  cycles (test_fork), stress tests with
 #                  SOFTMM_SOAK=1 (optimized and TSan), libFuzzer for SOAK_FUZZ_SECONDS
 #   make install   PREFIX=/usr/local, DESTDIR honoured
 #
@@ -130,6 +131,7 @@ check-fuzz: deps
 
 soak: build
 	build/bin/diff_test --sequences $(SOAK_SEQUENCES)
+	SOFTMM_SOAK=1 build/bin/test_fork
 	SOFTMM_SOAK=1 $(SOAK_CTEST) build -L stress
 	$(call configure,build-tsan,$(CC),-DSOFTMM_SANITIZE=thread)
 	cmake --build build-tsan -j$(JOBS) --target tsan_tests
