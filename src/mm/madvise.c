@@ -98,7 +98,7 @@ static long madvise_update_vma(struct vm_area_struct *vma, unsigned long start,
 	if (!vma)
 		return err;
 	vma_set_flags(vma, (unsigned long)newflags);
-	vma_merge_neighbours(vma->vm_mm, vma);
+	vma_merge_neighbours(vma->vm_mm, vma, &VMA_EXISTING);
 	return 0;
 }
 

@@ -126,7 +126,7 @@ long mmap_region(struct sm_mm *mm, unsigned long addr, unsigned long len,
 	vma_set_flags(vma, vm_flags | VM_SOFTDIRTY);
 	err = vma_link(mm, vma);
 	SM_ASSERT(!err, "mmap_region: range %lx-%lx still occupied", addr, addr + len);
-	vma_merge_neighbours(mm, vma);
+	vma_merge_neighbours(mm, vma, &VMA_NEW_RANGE);
 	vm_stat_account(mm, vm_flags, (long)(len >> PAGE_SHIFT));
 	return (long)addr;
 }

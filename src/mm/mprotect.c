@@ -104,7 +104,7 @@ static int mprotect_fixup(struct mmu_gather *tlb, struct vm_area_struct *vma,
 		return err;
 	vma_set_flags(vma, newflags);
 	change_protection(tlb, vma, start, end);
-	vma = vma_merge_neighbours(mm, vma);
+	vma = vma_merge_neighbours(mm, vma, &VMA_EXISTING);
 	*out = vma;
 	vm_stat_account(mm, oldflags, -pages);
 	vm_stat_account(mm, newflags, pages);

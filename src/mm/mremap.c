@@ -122,7 +122,11 @@ static struct vm_area_struct *copy_vma(struct vm_area_struct *vma, unsigned long
 		vm_area_free(new);
 		return NULL;
 	}
-	return vma_merge_neighbours(vma->vm_mm, new);
+	{
+		const struct vma_merge_src m = { .existing = false, .copied_from = vma };
+
+		return vma_merge_neighbours(vma->vm_mm, new, &m);
+	}
 }
 
 static long move_vma(struct sm_mm *mm, struct remap *r)
@@ -211,7 +215,7 @@ static long expand_vma(struct sm_mm *mm, struct remap *r)
 	if (can_expand_in_place(mm, r)) {
 		vma_set_range(vma, vma->vm_start, vma->vm_end + delta, vma->vm_pgoff);
 		vm_stat_account(mm, vma->vm_flags, (long)(delta >> PAGE_SHIFT));
-		vma_merge_neighbours(mm, vma);
+		vma_merge_neighbours(mm, vma, &VMA_NEW_RANGE);
 		return (long)r->addr;
 	}
 	if (!(r->flags & MREMAP_MAYMOVE))

@@ -146,21 +146,39 @@ struct vm_area_struct *vma_isolate(struct sm_mm *mm, struct vm_area_struct *vma,
 	return vma;
 }
 
-static bool anon_vmas_compatible(const struct vm_area_struct *a, const struct vm_area_struct *b)
-{
-	const struct vm_area_struct *with = a->anon_vma ? a : b;
+const struct vma_merge_src VMA_EXISTING = { .existing = true };
+const struct vma_merge_src VMA_NEW_RANGE = { .existing = false };
 
-	if (!a->anon_vma || !b->anon_vma)
-		return with->anon_vma_chain.next == with->anon_vma_chain.prev;   /* at most one link */
-	return a->anon_vma == b->anon_vma;
+/* Chained to the anon_vmas of a parent it has not copied away from. */
+static bool vma_had_uncowed_parents(const struct vm_area_struct *v)
+{
+	return v && v->anon_vma && v->anon_vma_chain.next != v->anon_vma_chain.prev;
 }
 
-bool vmas_can_merge(const struct vm_area_struct *a, const struct vm_area_struct *b)
+/*
+ * Linux 6.18's is_mergeable_anon_vma: may `src` (the VMA or range being
+ * merged) join `tgt`? `m` says where src's anon_vma comes from: an existing
+ * VMA (mprotect, madvise), a new range (mmap, mremap growth), or a copy of
+ * another VMA (mremap move).
+ */
+static bool anon_vma_mergeable(const struct vm_area_struct *tgt, const struct vm_area_struct *src,
+			       const struct vma_merge_src *m)
+{
+	if (!tgt->anon_vma && src->anon_vma)
+		return !(m->existing && vma_had_uncowed_parents(src)) &&
+		       !vma_had_uncowed_parents(m->copied_from);
+	if (tgt->anon_vma && !src->anon_vma)
+		return !vma_had_uncowed_parents(tgt);
+	return tgt->anon_vma == src->anon_vma;
+}
+
+bool vmas_can_merge(const struct vm_area_struct *a, const struct vm_area_struct *b,
+		    const struct vm_area_struct *src, const struct vma_merge_src *m)
 {
 	return a->vm_end == b->vm_start &&
 	       ((a->vm_flags ^ b->vm_flags) & ~VM_IGNORE_MERGE) == 0 &&
 	       a->vm_pgoff + vma_pages(a) == b->vm_pgoff &&
-	       anon_vmas_compatible(a, b);
+	       anon_vma_mergeable(src == a ? b : a, src, m);
 }
 
 /* a absorbs b (a directly below b); b is freed. */
@@ -183,16 +201,17 @@ static void vma_absorb(struct sm_mm *mm, struct vm_area_struct *a, struct vm_are
 	vma_set_range(a, a->vm_start, end, a->vm_pgoff);
 }
 
-struct vm_area_struct *vma_merge_neighbours(struct sm_mm *mm, struct vm_area_struct *vma)
+struct vm_area_struct *vma_merge_neighbours(struct sm_mm *mm, struct vm_area_struct *vma,
+					    const struct vma_merge_src *m)
 {
 	struct vm_area_struct *prev = vma_prev(vma), *next;
 
-	if (prev && vmas_can_merge(prev, vma)) {
+	if (prev && vmas_can_merge(prev, vma, vma, m)) {
 		vma_absorb(mm, prev, vma);
 		vma = prev;
 	}
 	next = vma_next(vma);
-	if (next && vmas_can_merge(vma, next))
+	if (next && vmas_can_merge(vma, next, vma, m))
 		vma_absorb(mm, vma, next);
 	return vma;
 }

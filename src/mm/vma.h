@@ -31,8 +31,17 @@ struct vm_area_struct *vma_isolate(struct sm_mm *mm, struct vm_area_struct *vma,
 				   unsigned long start, unsigned long end, int *err);
 /* Merge vma with its neighbours where Linux's rules allow; returns the
  * VMA now covering vma's range. */
-struct vm_area_struct *vma_merge_neighbours(struct sm_mm *mm, struct vm_area_struct *vma);
-bool vmas_can_merge(const struct vm_area_struct *a, const struct vm_area_struct *b);
+/* Where the anon_vma of the VMA being merged comes from (Linux's vmg). */
+struct vma_merge_src {
+	bool existing;                                /* an existing VMA, not a new range */
+	const struct vm_area_struct *copied_from;     /* mremap: the VMA it was copied from */
+};
+extern const struct vma_merge_src VMA_EXISTING, VMA_NEW_RANGE;
+struct vm_area_struct *vma_merge_neighbours(struct sm_mm *mm, struct vm_area_struct *vma,
+					    const struct vma_merge_src *m);
+/* May a (below) and b merge, src being the one whose anon_vma m describes? */
+bool vmas_can_merge(const struct vm_area_struct *a, const struct vm_area_struct *b,
+		    const struct vm_area_struct *src, const struct vma_merge_src *m);
 
 /* Lowest-level change of a VMA's flags (protection follows). */
 void vma_set_flags(struct vm_area_struct *vma, unsigned long flags);
