@@ -22,7 +22,6 @@
 #include "mm/vma.h"
 #include "mm/mm_api.h"
 
-#define VM_DONTDUMP 0x04000000ul
 #define VM_READHINTMASK (VM_SEQ_READ | VM_RAND_READ)
 
 #ifndef MADV_COLD

@@ -160,6 +160,7 @@ struct anon_vma_chain {
 #define VM_ACCOUNT    0x00100000ul
 #define VM_NORESERVE  0x00200000ul
 #define VM_WIPEONFORK 0x02000000ul
+#define VM_DONTDUMP   0x04000000ul
 #define VM_SOFTDIRTY  0x08000000ul
 #define VM_HUGEPAGE   0x20000000ul
 #define VM_NOHUGEPAGE 0x40000000ul

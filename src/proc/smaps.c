@@ -26,9 +26,6 @@
 
 #define PSS_SHIFT 12
 
-#ifndef VM_DONTDUMP
-#define VM_DONTDUMP 0x04000000ul   /* MADV_DONTDUMP; Linux's value */
-#endif
 
 struct mem_size_stats {
 	unsigned long resident, shared_clean, shared_dirty, private_clean, private_dirty;
