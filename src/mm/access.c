@@ -17,8 +17,6 @@
 #include "mm/memory.h"
 #include "mm/vma.h"
 
-void sm_cpu_bind_thread(struct sm_cpu *c);
-
 static void guest_copy(void *dst, const void *src, size_t n)
 {
 #ifdef SM_TSAN

@@ -287,6 +287,8 @@ static inline void *page_address(struct sm_machine *m, const struct page *p)
  * and allocations go through its per-CPU list, and a TLB flush targeting
  * only it needs no cross-thread handshake. */
 struct sm_cpu *this_cpu(struct sm_machine *m);
+/* Make c the calling thread's CPU for this_cpu() (on switch and on faults). */
+void sm_cpu_bind_thread(struct sm_cpu *c);
 
 static inline void add_mm_counter(struct sm_mm *mm, int member, long value)
 {

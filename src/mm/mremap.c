@@ -82,16 +82,12 @@ static int move_page_tables(struct sm_mm *mm, unsigned long old_addr, unsigned l
 		unsigned long from = old_addr + done, to = new_addr + done;
 		unsigned long step = min(pmd_addr_end(from, old_end) - from,
 					 pmd_addr_end(to, to + (old_end - from)) - to);
-		unsigned long scan = from;
-		pte_t *pmdp = pmd_next_table(mm, &scan, from + step);
+		/* A slice lies in one PMD entry's span: a table there or none. */
+		pte_t *pmdp = pmd_off(mm, from);
 		int err;
 
-		if (!pmdp) {
+		if (!pmdp || !(ptep_get(pmdp) & _PAGE_PRESENT)) {
 			done += step;
-			continue;
-		}
-		if (scan > from) {   /* skipped an empty stretch */
-			done += min(scan - from, step);
 			continue;
 		}
 		err = move_ptes(mm, pmdp, from, from + step, to);

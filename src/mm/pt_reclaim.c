@@ -56,30 +56,24 @@ bool try_to_free_pte(struct mmu_gather *tlb, struct sm_mm *mm, pte_t *pmdp)
 	return tp != NULL;
 }
 
-void reclaim_pt_range(struct mmu_gather *tlb, struct sm_mm *mm, unsigned long start,
-		      unsigned long end)
+/*
+ * Free the empty PTE tables met in [start, end): with whole_spans, only
+ * those whose entire 2 MiB span lies inside (the zap case, where the range
+ * is part of a VMA); otherwise every one intersecting it, holes included.
+ * Inside an RCU read-side section: in holes, munmap (downgraded to the read
+ * lock) may be freeing the upper tables we walk through.
+ */
+static long reclaim_ptes(struct mmu_gather *tlb, struct sm_mm *mm, unsigned long start,
+			 unsigned long end, bool whole_spans)
 {
-	unsigned long addr = (start + PMD_SIZE - 1) & PMD_MASK;
-	pte_t *pmdp;
-
-	while (addr < end && (pmdp = pmd_next_table(mm, &addr, end))) {
-		if (addr + PMD_SIZE > end)
-			break;
-		try_to_free_pte(tlb, mm, pmdp);
-		addr += PMD_SIZE;
-	}
-}
-
-/* Every empty PTE table intersecting [start, end), holes included. */
-static long reclaim_empty_ptes(struct mmu_gather *tlb, struct sm_mm *mm, unsigned long start,
-			       unsigned long end)
-{
-	unsigned long addr = start & PMD_MASK;
+	unsigned long addr = whole_spans ? (start + PMD_SIZE - 1) & PMD_MASK : start & PMD_MASK;
 	long freed = 0;
 	pte_t *pmdp;
 
 	sm_rcu_read_lock();
 	while (addr < end && (pmdp = pmd_next_table(mm, &addr, end))) {
+		if (whole_spans && addr + PMD_SIZE > end)
+			break;
 		freed += try_to_free_pte(tlb, mm, pmdp);
 		addr = (addr + PMD_SIZE) & PMD_MASK;
 		if (!addr)
@@ -87,6 +81,12 @@ static long reclaim_empty_ptes(struct mmu_gather *tlb, struct sm_mm *mm, unsigne
 	}
 	sm_rcu_read_unlock();
 	return freed;
+}
+
+void reclaim_pt_range(struct mmu_gather *tlb, struct sm_mm *mm, unsigned long start,
+		      unsigned long end)
+{
+	reclaim_ptes(tlb, mm, start, end, true);
 }
 
 /* Is there an empty PMD or PUD table intersecting [start, end)? */
@@ -120,7 +120,7 @@ static long reclaim_range(struct sm_mm *mm, unsigned long start, unsigned long e
 
 	down_read(&mm->mmap_lock);
 	tlb_gather_mmu(&tlb, mm);
-	freed = reclaim_empty_ptes(&tlb, mm, start, end);
+	freed = reclaim_ptes(&tlb, mm, start, end, false);
 	tlb_finish_mmu(&tlb);
 	if (!freed && !empty_upper_tables(mm, start, end)) {
 		up_read(&mm->mmap_lock);
