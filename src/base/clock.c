@@ -39,6 +39,9 @@ static void clock_sample(uint64_t *tsc, uint64_t *ns)
 {
 	uint64_t best = UINT64_MAX;
 
+	/* A TSC that never moves forward still leaves a sample, refused later. */
+	*tsc = 0;
+	*ns = 0;
 	for (int i = 0; i < SAMPLE_TRIES; i++) {
 		uint64_t t0 = __builtin_ia32_rdtsc();
 		uint64_t n = sm_clock_monotonic_ns();

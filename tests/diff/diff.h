@@ -234,6 +234,9 @@ struct diff_driver *driver_open(void);
 /* true when host and softmm agree; otherwise a report and *fail. */
 bool driver_run(struct diff_driver *d, const struct diff_opts *o, const char *name,
 		const struct diff_op *ops, unsigned n, struct diff_failure *fail);
+/* Print the report of a failure that a quiet driver_run kept to itself. */
+void driver_report(const struct diff_driver *d, const char *name, const struct diff_op *ops,
+		   unsigned n, const struct diff_failure *f);
 /* The host's records of the last run. */
 const struct diff_step *driver_host_steps(struct diff_driver *d);
 const struct diff_step *driver_sm_steps(struct diff_driver *d);

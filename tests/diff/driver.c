@@ -142,6 +142,12 @@ static void report(const struct diff_driver *d, const char *name, const struct d
 		print_step(d, ops, i);
 }
 
+void driver_report(const struct diff_driver *d, const char *name, const struct diff_op *ops,
+		   unsigned n, const struct diff_failure *f)
+{
+	report(d, name, ops, n, f->step);
+}
+
 static void note_failure(struct diff_failure *f, const struct diff_op *ops, unsigned n,
 			 unsigned step, const char *why)
 {
