@@ -19,6 +19,11 @@ int ram_init(struct ram *r, size_t bytes, bool prefault)
 	r->base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, flags, -1, 0);
 	if (r->base == MAP_FAILED)
 		return -ENOMEM;
+	/* Back the arena with host THPs where the host allows (as emulators
+	 * back guest RAM): every simulated access and page-table walk then
+	 * costs the host one TLB entry per 2 MiB, and timings stop depending
+	 * on how the host happened to place 4 KiB pages. Advice only. */
+	madvise(r->base, bytes, MADV_HUGEPAGE);
 	r->nr_frames = bytes >> PAGE_SHIFT;
 	return 0;
 }

@@ -9,6 +9,7 @@ struct page *folio_alloc_anon(struct sm_machine *m, unsigned order, bool zero)
 	if (!p || !order)
 		return p;
 	set_page_flag(p, PG_head);
+	spin_lock_init(&p->ptl);   /* the mapcount lock (rmap.c) */
 	for (unsigned long i = 1; i < (1ul << order); i++) {
 		p[i].private = i;
 		set_page_flag(&p[i], PG_tail);

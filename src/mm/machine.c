@@ -34,7 +34,10 @@ static void *alloc_frame_array(unsigned long n)
 	void *p = mmap(NULL, n * sizeof(struct page), PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
-	return p == MAP_FAILED ? NULL : p;
+	if (p == MAP_FAILED)
+		return NULL;
+	madvise(p, n * sizeof(struct page), MADV_HUGEPAGE);   /* as the RAM arena */
+	return p;
 }
 
 struct sm_machine *sm_machine_create(const struct sm_config *cfg)

@@ -13,6 +13,8 @@
  *                            a PTE table)
  *           PTE lock         spinlock in the PTE table's struct page (pte_lockptr):
  *                            every change of a leaf entry, folio rmap updates
+ *             folio mapcount lock  spinlock in a large folio's head (its ptl):
+ *                            the page mapcounts and large_mapcount (rmap.c)
  *             zone->lock     spinlock; buddy free lists
  *             cpu->flush_lock   (hw/) a CPU's TLB-flush mailbox
  *
@@ -63,7 +65,8 @@ enum pageflags {
 struct page {
 	uint32_t flags;            /* atomic bit ops */
 	int32_t refcount;          /* atomic; 0 = free */
-	int32_t mapcount;          /* atomic; PTEs mapping this page */
+	int32_t mapcount;          /* PTEs mapping this page; atomic (order 0) or under
+				    * the folio mapcount lock (large folios) */
 	uint8_t order;             /* folio order (head) / buddy order (PG_buddy) */
 	uint8_t pad0[3];
 	void *mapping;             /* anon: anon_vma | PAGE_MAPPING_ANON; PTE lock of a mapping PTE
@@ -71,7 +74,8 @@ struct page {
 	unsigned long index;       /* anon: linear page index in the anon_vma's space (vm_pgoff based) */
 	struct list_head lru;      /* buddy/pcp free lists (zone->lock or owner CPU);
 				    * mmu_gather batches while being freed */
-	spinlock_t ptl;            /* PG_pgtable: the table's lock (PTE or PMD lock) */
+	spinlock_t ptl;            /* PG_pgtable: the table's lock (PTE or PMD lock);
+				    * large folio head: its mapcount lock */
 	int32_t large_mapcount;    /* page 1 of a large folio: PTEs mapping any of its pages */
 	unsigned long private;     /* PG_pgtable: non-none entries (for reclaim and checking) */
 };

@@ -204,26 +204,47 @@ void folio_add_new_anon_rmap(struct page *head, struct vm_area_struct *vma, unsi
 		__atomic_store_n(&head[1].large_mapcount, (int)folio_nr_pages(head), __ATOMIC_RELAXED);
 }
 
-void folio_remove_rmap_ptes(struct page *head, struct page *page, int nr)
+/*
+ * A large folio's page mapcounts change under its mapcount lock, the head
+ * page's ptl (which otherwise only page tables use): a batch of fork or zap
+ * then pays one lock round trip instead of a locked add per page, the cost
+ * that dominated batched fork. Readers load the counts without the lock, as
+ * they always did. An order-0 folio keeps its single atomic.
+ */
+static void mapcounts_add(struct page *head, struct page *page, int nr, int delta)
 {
-	for (int i = 0; i < nr; i++) {
-		int left = __atomic_sub_fetch(&page[i].mapcount, 1, __ATOMIC_RELAXED);
+	if (!folio_order(head)) {
+		int left = __atomic_add_fetch(&page->mapcount, delta, __ATOMIC_RELAXED);
 
 		SM_ASSERT(left >= 0, "mapcount underflow");
+		return;
 	}
-	if (folio_order(head))
-		__atomic_fetch_sub(&head[1].large_mapcount, nr, __ATOMIC_RELAXED);
+	spin_lock(&head->ptl);
+	for (int i = 0; i < nr; i++) {
+		int mc = __atomic_load_n(&page[i].mapcount, __ATOMIC_RELAXED) + delta;
+
+		SM_ASSERT(mc >= 0, "mapcount underflow");
+		if (delta > 0 && test_bit_flag(&page[i], PG_anon_exclusive))
+			clear_page_flag(&page[i], PG_anon_exclusive);
+		__atomic_store_n(&page[i].mapcount, mc, __ATOMIC_RELAXED);
+	}
+	__atomic_store_n(&head[1].large_mapcount,
+			 __atomic_load_n(&head[1].large_mapcount, __ATOMIC_RELAXED) + delta * nr,
+			 __ATOMIC_RELAXED);
+	spin_unlock(&head->ptl);
 }
 
+void folio_remove_rmap_ptes(struct page *head, struct page *page, int nr)
+{
+	mapcounts_add(head, page, nr, -1);
+}
+
+/* fork: the child maps the pages too, so none stays exclusive. */
 void folio_dup_anon_rmap_ptes(struct page *head, struct page *page, int nr)
 {
-	for (int i = 0; i < nr; i++) {
-		if (test_bit_flag(&page[i], PG_anon_exclusive))
-			clear_page_flag(&page[i], PG_anon_exclusive);
-		__atomic_fetch_add(&page[i].mapcount, 1, __ATOMIC_RELAXED);
-	}
-	if (folio_order(head))
-		__atomic_fetch_add(&head[1].large_mapcount, nr, __ATOMIC_RELAXED);
+	if (!folio_order(head) && test_bit_flag(page, PG_anon_exclusive))
+		clear_page_flag(page, PG_anon_exclusive);
+	mapcounts_add(head, page, nr, 1);
 }
 
 /*

@@ -14,8 +14,8 @@
  *
  * softmm runs (a) and (b) with fork batching (folio_pte_batch: the PTEs of a
  * large folio copied as one) on, the default, and off (SM_CFG_NO_FORK_BATCH),
- * each on its own machine, one machine at a time, each destroyed before the
- * host side runs. Only the fork call is timed: sm_fork on softmm; fork() in
+ * each on its own machine; the four machines fork in turn, rep by rep, and
+ * are destroyed before the host side runs. Only the fork call is timed: sm_fork on softmm; fork() in
  * the parent on the host, from the call to its return in the parent, with the
  * child _exit(0)ing at once and the parent's waitpid outside the timed part.
  * Each rep forks a fresh child and destroys it (sm_mm_destroy / waitpid).
@@ -110,26 +110,27 @@ static long softmm_region_is_2m_folios(struct bench_sm *s, unsigned long addr, u
 	return 1;
 }
 
-static void softmm_fork_reps(struct bench_sm *s, enum fork_cfg c, const struct bench_opts *opts,
+/* One fork of the configuration's machine, timed; false (and the rows
+ * failed) on an error. */
+static bool softmm_fork_once(struct bench_sm *s, enum fork_cfg c, bool sample,
 			     struct bench_row **rows, enum bench_side *sides, int nrows)
 {
-	for (int i = -1; i < opts->reps; i++) {		/* i == -1: the warm-up */
-		struct sm_mm *child = NULL;
-		uint64_t t0 = bench_now_ns(), t1;
-		long ret = sm_fork(s->mm, &child);
+	struct sm_mm *child = NULL;
+	uint64_t t0 = bench_now_ns(), t1;
+	long ret = sm_fork(s->mm, &child);
 
-		t1 = bench_now_ns();
-		if (ret) {
-			for (int r = 0; r < nrows; r++)
-				bench_row_fail(rows[r], sides[r], "sm_fork (%s): %s",
-					       fork_cfgs[c].name, strerror((int)-ret));
-			return;
-		}
-		sm_mm_destroy(child);
-		if (i >= 0)
-			for (int r = 0; r < nrows; r++)
-				bench_row_sample(rows[r], sides[r], (t1 - t0) / 1e6);
+	t1 = bench_now_ns();
+	if (ret) {
+		for (int r = 0; r < nrows; r++)
+			bench_row_fail(rows[r], sides[r], "sm_fork (%s): %s", fork_cfgs[c].name,
+				       strerror((int)-ret));
+		return false;
 	}
+	sm_mm_destroy(child);
+	if (sample)
+		for (int r = 0; r < nrows; r++)
+			bench_row_sample(rows[r], sides[r], (t1 - t0) / 1e6);
+	return true;
 }
 
 static void softmm_cow_reps(struct bench_sm *s, unsigned long addr, unsigned long len,
@@ -162,20 +163,29 @@ static void softmm_cow_reps(struct bench_sm *s, unsigned long addr, unsigned lon
 	}
 }
 
-static void softmm_side(enum fork_cfg c, unsigned long len, const struct bench_opts *opts,
-			struct fork_rows *fr)
-{
-	struct sm_config cfg = { .ram_bytes = 3 * len + (64ul << 20), .max_cpus = 4,
-				 .flags = SM_CFG_PREFAULT_RAM | SM_CFG_ANON_ORDERS | fork_cfgs[c].flags,
-				 .anon_orders_always = fork_cfgs[c].orders };
+/* One configuration's machine, its region populated, and the rows it feeds. */
+struct fork_sm {
+	struct bench_sm s;
+	unsigned long addr;
+	bool ok;
 	struct bench_row *rows[4];
 	enum bench_side sides[4];
-	unsigned long addr = 0;
-	struct bench_sm s;
-	int nrows = 0;
+	int nrows;
+};
+
+static void softmm_setup(struct fork_sm *f, enum fork_cfg c, unsigned long len,
+			 struct fork_rows *fr)
+{
+	/* The 4 KiB machine also runs the COW bench: the child copies it all. */
+	struct sm_config cfg = { .ram_bytes = (c == CFG_4K ? 2 : 1) * len + (64ul << 20),
+				 .max_cpus = 4,
+				 .flags = SM_CFG_PREFAULT_RAM | SM_CFG_ANON_ORDERS | fork_cfgs[c].flags,
+				 .anon_orders_always = fork_cfgs[c].orders };
 	long err;
 
-#define FEEDS(row, side) (rows[nrows] = (row), sides[nrows++] = (side))
+	f->nrows = 0;
+	f->ok = false;
+#define FEEDS(row, side) (f->rows[f->nrows] = (row), f->sides[f->nrows++] = (side))
 	switch (c) {	/* the rows this configuration's fork time feeds, and on which side */
 	case CFG_4K:
 		FEEDS(fr->a, SIDE_SOFTMM), FEEDS(fr->batch_4k, SIDE_SOFTMM);
@@ -192,12 +202,12 @@ static void softmm_side(enum fork_cfg c, unsigned long len, const struct bench_o
 		FEEDS(fr->batch_2m, SIDE_HOST);
 		break;
 	}
-	bench_progress("fork: softmm, %s", fork_cfgs[c].name);
-	err = bench_sm_open_cfg(&s, &cfg);
+	bench_progress("fork: softmm, setting up %s", fork_cfgs[c].name);
+	err = bench_sm_open_cfg(&f->s, &cfg);
 	if (!err)
-		err = softmm_populate(&s, len, &addr);
+		err = softmm_populate(&f->s, len, &f->addr);
 	if (!err && fork_cfgs[c].orders) {
-		long is2m = softmm_region_is_2m_folios(&s, addr, len);
+		long is2m = softmm_region_is_2m_folios(&f->s, f->addr, len);
 
 		if (is2m == 0)
 			err = -EINVAL, bench_progress("fork: softmm did not map 2 MiB folios");
@@ -208,17 +218,38 @@ static void softmm_side(enum fork_cfg c, unsigned long len, const struct bench_o
 	if (err) {
 		if (c == CFG_4K)
 			FEEDS(fr->cow, SIDE_SOFTMM);
-		for (int r = 0; r < nrows; r++)
-			bench_row_fail(rows[r], sides[r], "setting up (%s): %s", fork_cfgs[c].name,
-				       strerror((int)-err));
-		bench_sm_close(&s);
+		for (int r = 0; r < f->nrows; r++)
+			bench_row_fail(f->rows[r], f->sides[r], "setting up (%s): %s",
+				       fork_cfgs[c].name, strerror((int)-err));
 		return;
 	}
 #undef FEEDS
-	softmm_fork_reps(&s, c, opts, rows, sides, nrows);
-	if (c == CFG_4K)
-		softmm_cow_reps(&s, addr, len, opts, fr->cow);
-	bench_sm_close(&s);
+	f->ok = true;
+}
+
+/*
+ * All four machines stay up and their forks take turns, rep by rep: the
+ * ratios between configurations (2 MiB vs 4 KiB, batching on vs off) then
+ * compare forks taken moments apart, not minutes apart on a host whose load
+ * and memory placement drift in between.
+ */
+static void softmm_side(unsigned long len, const struct bench_opts *opts, struct fork_rows *fr)
+{
+	static struct fork_sm f[NR_CFGS];
+
+	for (enum fork_cfg c = 0; c < NR_CFGS; c++)
+		softmm_setup(&f[c], c, len, fr);
+	bench_progress("fork: softmm, the four configurations in turn");
+	for (int i = -1; i < opts->reps; i++)		/* i == -1: the warm-up */
+		for (enum fork_cfg c = 0; c < NR_CFGS; c++)
+			if (f[c].ok)
+				f[c].ok = softmm_fork_once(&f[c].s, c, i >= 0, f[c].rows,
+							   f[c].sides, f[c].nrows);
+	for (enum fork_cfg c = NR_CFGS; c-- > 0;) {
+		if (c == CFG_4K && f[c].ok)
+			softmm_cow_reps(&f[c].s, f[c].addr, len, opts, fr->cow);
+		bench_sm_close(&f[c].s);
+	}
 }
 
 /* ---- host ---- */
@@ -427,8 +458,7 @@ static void run_fork(const struct bench_opts *opts, struct bench_report *rep)
 	fr.cow = bench_row_add(rep, opts, "fork", w, "faults/s", false, TARGET_SPEEDUP_AT_LEAST, 2.0);
 	bench_progress("fork: %lu MiB populated, 1 warm-up + %d reps per figure", len >> 20, opts->reps);
 
-	for (enum fork_cfg c = 0; c < NR_CFGS; c++)
-		softmm_side(c, len, opts, &fr);
+	softmm_side(len, opts, &fr);
 	host_side(len, opts, &fr);
 }
 
