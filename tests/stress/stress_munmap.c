@@ -38,6 +38,7 @@ static struct sm_mm *mm;
 static uint64_t seed;
 static int stop;                          /* atomic */
 static long bad, efaults, reads, writes;  /* atomic */
+static long in_holes;                     /* the mapper's regions placed among the slots */
 
 static void fail(const char *what, unsigned long a, uint64_t v)
 {
@@ -120,6 +121,7 @@ static void expect_ok(long r, const char *what, unsigned long a)
 		fail(what, a, (uint64_t)r);
 }
 
+/* Only the slot's own VMAs: the mapper may have put a mapping in a hole. */
 static void unmap_slot(struct st_rng *rng, unsigned s)
 {
 	unsigned long a = slot_addr(s);
@@ -129,9 +131,11 @@ static void unmap_slot(struct st_rng *rng, unsigned s)
 	case 0:
 		expect_ok(sm_munmap(mm, a, SLOT), "munmap", a);
 		break;
-	case 1:   /* a hole in the middle first: a split, then the rest */
-		expect_ok(sm_munmap(mm, a + (mid / 2 & ~(ST_PAGE_SIZE - 1)), SLOT / 2), "munmap middle", a);
-		expect_ok(sm_munmap(mm, a, SLOT), "munmap rest", a);
+	case 1:   /* a hole in the middle first (a split), then the two ends */
+		mid = (1 + st_below(rng, SLOT / 2 / ST_PAGE_SIZE - 1)) * ST_PAGE_SIZE;
+		expect_ok(sm_munmap(mm, a + mid, SLOT / 2), "munmap middle", a);
+		expect_ok(sm_munmap(mm, a, mid), "munmap head", a);
+		expect_ok(sm_munmap(mm, a + mid + SLOT / 2, SLOT / 2 - mid), "munmap tail", a);
 		break;
 	case 2:   /* shrink the tail away, then the rest */
 		if (sm_mremap(mm, a, SLOT, mid, 0, 0) != (long)a)
@@ -214,6 +218,8 @@ static void *mapper(void *arg)
 			fail("mmap with a hint", hint, (uint64_t)a);
 			continue;
 		}
+		if ((unsigned long)a >= BASE && (unsigned long)a < slot_addr(NSLOTS))
+			in_holes++;
 		for (unsigned long off = 0; off < SMALL; off += ST_PAGE_SIZE) {
 			uint64_t w = page_word(MMAP_SERIAL, (unsigned long)a + off);
 
@@ -287,9 +293,10 @@ int main(int argc, char **argv)
 		pthread_join(th[i], NULL);
 
 	sm_machine_stats(m, &st);
-	printf("stress_munmap: %ld reads, %ld writes, %ld -EFAULT, %ld checks; "
-	       "%" PRIu64 " zaps let the lock go, %" PRIu64 " mappings waited\n",
-	       reads, writes, efaults, checks, st.munmap_lock_drops, st.munmap_reserve_waits);
+	printf("stress_munmap: %ld reads, %ld writes, %ld -EFAULT, %ld checks, %ld small "
+	       "mappings placed among the slots; %" PRIu64 " zaps let the lock go, %" PRIu64
+	       " mappings waited\n", reads, writes, efaults, checks, in_holes,
+	       st.munmap_lock_drops, st.munmap_reserve_waits);
 	st_result(&tally, bad == 0, "every access saw its own page, 0, or -EFAULT; checker held");
 	st_result(&tally, sm_mm_check(mm) == 0, "checker holds at the end");
 	st_result(&tally, sm_munmap(mm, BASE, NSLOTS * SLOT) == 0, "unmap everything");
