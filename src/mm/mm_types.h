@@ -21,8 +21,10 @@
  *             zone->lock     spinlock; buddy free lists
  *             mapping->tree_lock  spinlock; a file's page cache index and size,
  *                            never held while taking another lock (filemap.c)
- *             machine->files.lock mutex; the machine's files and their refcounts,
- *                            taken with nothing else held (filemap.c)
+ *             machine->files.lock mutex; the machine's files and their refcounts
+ *                            (filemap.c); taken with none of the file locks
+ *                            above held, except by the checker, which takes
+ *                            i_mmap_lock and tree_lock under it
  *             cpu->flush_lock   (hw/) a CPU's TLB-flush mailbox
  *
  * A PTE may change without its lock in exactly one way: the CPU walker sets

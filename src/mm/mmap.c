@@ -1,6 +1,8 @@
 /*
- * mmap and munmap of anonymous memory, with x86-64 Linux's argument checks,
- * placement and merge rules.
+ * mmap and munmap, with x86-64 Linux's argument checks, placement and merge
+ * rules. A file mapping checks the fd's access mode as do_mmap does and hands
+ * the VMA a reference to the file's page cache (filemap.c); MAP_SHARED
+ * without a file gets an in-memory one (shmem_file_setup).
  *
  * Placement is top-down below mmap_base (TASK_SIZE - 128 MiB, Linux's value
  * without randomization), honouring a hint when the range is free; anonymous
@@ -40,7 +42,8 @@
 #define LEGACY_MAP_MASK (MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS | MAP_DENYWRITE | \
 			 MAP_EXECUTABLE | 0x4000000 /* MAP_UNINITIALIZED */ | MAP_GROWSDOWN | \
 			 MAP_LOCKED | MAP_NORESERVE | MAP_POPULATE | MAP_NONBLOCK | MAP_STACK | \
-			 MAP_HUGETLB)
+			 MAP_HUGETLB | MAP_32BIT | 0x80 /* MAP_ABOVE4G */ | \
+			 (21 << 26) /* MAP_HUGE_2MB */ | (30 << 26) /* MAP_HUGE_1GB */)
 
 /* The host file an mmap names: its fd's access mode and type. */
 struct mmap_file {

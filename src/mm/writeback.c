@@ -88,6 +88,19 @@ bool folio_mkclean(struct sm_machine *m, struct address_space *as, struct page *
 	return mc.dirty;
 }
 
+/* The page straddles the end of the file: what guests wrote beyond it is
+ * dropped at every writeback, as Linux's filesystems do, since the page may
+ * be mapped. */
+static void zero_tail(char *page, size_t from)
+{
+#ifdef SM_TSAN
+	for (size_t i = from; i < PAGE_SIZE; i++)
+		__atomic_store_n(page + i, 0, __ATOMIC_RELAXED);
+#else
+	memset(page + from, 0, PAGE_SIZE - from);
+#endif
+}
+
 /* Precondition: wb_lock. */
 static int write_folio(struct address_space *as, struct page *folio)
 {
@@ -127,6 +140,8 @@ static int write_folio(struct address_space *as, struct page *folio)
 		}
 		done += (size_t)n;
 	}
+	if (len < PAGE_SIZE)
+		zero_tail(page_address(m, folio), len);
 	__atomic_fetch_add(&m->files.pages_written, 1, __ATOMIC_RELAXED);
 	return 0;
 }
