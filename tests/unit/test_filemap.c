@@ -193,7 +193,7 @@ static void test_mmap_checks(void **state)
 	assert_int_equal(sm_mmap(E.mm, 0, PG, PROT_READ | PROT_WRITE, MAP_SHARED, ro, 0), -EACCES);
 	assert_int_equal(sm_mmap(E.mm, 0, PG, PROT_READ, MAP_PRIVATE, wo, 0), -EACCES);
 	assert_int_equal(sm_mmap(E.mm, 0, PG, PROT_READ, 0, E.fd, 0), -EINVAL);
-	assert_int_equal(sm_mmap(E.mm, 0, PG, PROT_READ, MAP_SHARED_VALIDATE | 0x8000000, E.fd, 0),
+	assert_int_equal(sm_mmap(E.mm, 0, PG, PROT_READ, MAP_SHARED_VALIDATE | 0x200, E.fd, 0),
 			 -EOPNOTSUPP);
 	{
 		int dfd = open(E.dir, O_RDONLY | O_DIRECTORY);
