@@ -13,6 +13,11 @@
  *     offset (or an anonymous copy), and every file's page cache: refcount
  *     = the cache's reference + one per mapping PTE (+ transient ones, so
  *     "at least" unless the mm is the machine's only one).
+ *   - KSM: a KSM page is mapped read-only and names a stable node that
+ *     names it back; the stable tree holds one reference beyond its
+ *     mappings; the mm's KSM counters (zero pages, rmap items, merging
+ *     pages) match what is there. ksm->mutex is held too, so that ksmd
+ *     holds no passing reference while we count.
  * It prints every violation and returns -EUCLEAN if there was one.
  */
 #include <errno.h>
@@ -21,6 +26,7 @@
 #include "mm/memory.h"
 #include "mm/folio.h"
 #include "mm/filemap.h"
+#include "mm/ksm.h"
 #include "mm/page_alloc.h"
 #include "mm/pgtable.h"
 #include "mm/rmap.h"
@@ -29,7 +35,7 @@
 struct checker {
 	struct sm_mm *mm;
 	uint32_t *maps;          /* PTEs seen per pfn */
-	long tables, anon, file;
+	long tables, anon, file, ksm_zero;
 	int errors;
 };
 
@@ -107,6 +113,8 @@ static void check_leaf(struct checker *c, unsigned long addr, pte_t pte)
 			BAD(c, "special PTE at %lx maps pfn %lu, not the zero page", addr, pfn);
 		if (pte_write(pte))
 			BAD(c, "zero page writable at %lx", addr);
+		if (is_ksm_zero_pte(mm->machine, pte))
+			c->ksm_zero++;
 		return;
 	}
 	check_frame_in_use(c, pfn, "mapped");
@@ -118,7 +126,15 @@ static void check_leaf(struct checker *c, unsigned long addr, pte_t pte)
 		unsigned long index = head->index + (unsigned long)(page - head);
 
 		c->anon++;
-		if (!vma->anon_vma)
+		if (folio_test_ksm(head)) {
+			if (pte_write(pte))
+				BAD(c, "KSM page %lu writable at %lx", pfn, addr);
+			if (folio_stable_node(head)->kpfn != pfn)
+				BAD(c, "KSM page %lu at %lx: its stable node names pfn %lu", pfn, addr,
+				    folio_stable_node(head)->kpfn);
+			if (test_bit_flag(head, PG_anon_exclusive))
+				BAD(c, "KSM page %lu at %lx marked exclusive", pfn, addr);
+		} else if (!vma->anon_vma)
 			BAD(c, "anon page at %lx in a VMA without anon_vma", addr);
 		else if (index != linear_page_index(vma, addr))
 			BAD(c, "anon page at %lx has index %lu, expected %lu", addr, index,
@@ -189,7 +205,7 @@ static void check_counts(struct checker *c)
 		BAD(c, "RssFile+RssShmem counters disagree with %ld PTEs", c->file);
 	for (unsigned long pfn = 0; pfn < m->ram.nr_frames; pfn++) {
 		struct page *p;
-		int mc, rc;
+		int mc, rc, tree_ref;
 
 		if (!c->maps[pfn])
 			continue;
@@ -201,13 +217,15 @@ static void check_counts(struct checker *c)
 		if (p != pfn_to_page(m, pfn))
 			continue;   /* the folio is checked once, from its head */
 		mc = folio_mapcount_sum(m, p, c->maps, &rc);
-		/* Every PTE mapping a folio holds one of its references. */
-		if (page_ref_count(p) < mc)
+		/* Every PTE mapping a folio holds one of its references; the
+		 * stable tree one more of a KSM page. */
+		tree_ref = folio_test_ksm(p);
+		if (page_ref_count(p) < mc + tree_ref)
 			BAD(c, "folio %lu: refcount %d below its %d mappings", pfn, page_ref_count(p), mc);
 		if (folio_order(p) && folio_large_mapcount(p) != mc)
 			BAD(c, "folio %lu: large mapcount %d, page mapcounts sum to %d", pfn,
 			    folio_large_mapcount(p), mc);
-		if (alone && rc + page_in_cache(p) != page_ref_count(p))
+		if (alone && rc + tree_ref + page_in_cache(p) != page_ref_count(p))
 			BAD(c, "folio %lu: refcount %d, mapped by %d PTEs of the only mm%s", pfn,
 			    page_ref_count(p), rc, page_in_cache(p) ? " and the page cache" : "");
 	}
@@ -216,6 +234,31 @@ static void check_counts(struct checker *c)
 static void bad_file(void *arg, const char *what)
 {
 	BAD((struct checker *)arg, "%s", what);
+}
+
+/* The mm's KSM counters against its rmap items and PTEs. Precondition: ksm->mutex. */
+static void check_ksm(struct checker *c)
+{
+	struct sm_mm *mm = c->mm;
+	struct ksm_mm_slot *slot = mm->ksm_slot;
+	long items = 0, merging = 0;
+
+	if (c->ksm_zero != __atomic_load_n(&mm->ksm_zero_pages, __ATOMIC_RELAXED))
+		BAD(c, "ksm_zero_pages %ld, KSM zero PTEs %ld", mm->ksm_zero_pages, c->ksm_zero);
+	for (struct ksm_rmap_item *item = slot ? slot->rmap_list : NULL; item; item = item->next) {
+		items++;
+		if (item->next && item->next->address <= item->address)
+			BAD(c, "KSM rmap items out of order at %lx", item->address);
+		if (item->state != RMAP_STABLE)
+			continue;
+		merging++;
+		if (item->head->rmap_hlist_len <= 0)
+			BAD(c, "KSM rmap item %lx on a node with no items", item->address);
+	}
+	if (items != __atomic_load_n(&mm->ksm_rmap_items, __ATOMIC_RELAXED))
+		BAD(c, "ksm_rmap_items %ld, items %ld", mm->ksm_rmap_items, items);
+	if (merging != __atomic_load_n(&mm->ksm_merging_pages, __ATOMIC_RELAXED))
+		BAD(c, "ksm_merging_pages %ld, stable items %ld", mm->ksm_merging_pages, merging);
 }
 
 int sm_mm_check(struct sm_mm *mm)
@@ -227,13 +270,16 @@ int sm_mm_check(struct sm_mm *mm)
 	c.maps = calloc(mm->machine->ram.nr_frames, sizeof(*c.maps));
 	if (!c.maps)
 		return -ENOMEM;
+	pthread_mutex_lock(&mm->machine->ksm->mutex);
 	down_write(&mm->mmap_lock);
 	check_vmas(&c);
 	check_frame_in_use(&c, mm->pmap.pgd_pfn, "PGD");
 	check_table(&c, mm->pmap.pgd, 3, 0);
 	check_counts(&c);
 	filemap_check(mm->machine, bad_file, &c);
+	check_ksm(&c);
 	up_write(&mm->mmap_lock);
+	pthread_mutex_unlock(&mm->machine->ksm->mutex);
 	free(c.maps);
 	return c.errors ? -EUCLEAN : 0;
 }

@@ -13,6 +13,7 @@
  * preconditions of the helpers true.
  */
 #include <errno.h>
+#include "mm/ksm.h"
 #include "mm/memory.h"
 #include "mm/filemap.h"
 #include "mm/mmap.h"
@@ -76,6 +77,8 @@ long sm_fork(struct sm_mm *parent, struct sm_mm **childp)
 	}
 	up_write(&child->mmap_lock);
 	up_write(&parent->mmap_lock);
+	if (!err)
+		err = ksm_fork(child, parent);
 	if (err) {
 		sm_mm_destroy(child);
 		return err;

@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include "mm/ksm.h"
 #include "mm/mmap.h"
 #include "mm/filemap.h"
 #include "mm/memory.h"
@@ -142,6 +143,7 @@ long mmap_region_file(struct sm_mm *mm, unsigned long addr, unsigned long len,
 		goto fail;
 	if ((vm_flags & (VM_NORESERVE | VM_SHARED | VM_WRITE)) == VM_WRITE)
 		vm_flags |= VM_ACCOUNT;
+	vm_flags = ksm_vma_flags(mm, vm_flags);
 	err = -ENOMEM;
 	vma = vm_area_alloc(mm);
 	if (!vma)
