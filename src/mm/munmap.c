@@ -228,10 +228,11 @@ static void free_detached_pgtables(struct sm_mm *mm, struct detached *d, struct 
 		narrow_to_gap(&r->vmas, vma->vm_start, vma->vm_end, &floor, &ceiling);
 		free_pgtables(tlb, mm, vma->vm_start, vma->vm_end, floor, ceiling);
 	}
-	tlb_finish_mmu(tlb);
 	if (d->reserved)
 		pthread_cond_broadcast(&r->released);
 	pthread_mutex_unlock(&r->lock);
+	/* A waiter needs the write lock, which waits for this flush. */
+	tlb_finish_mmu(tlb);
 }
 
 static void unmap_detached(struct sm_mm *mm, struct detached *d)
