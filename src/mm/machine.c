@@ -9,10 +9,12 @@
 #include <sys/mman.h>
 #include "base/rcu.h"
 #include "mm/folio.h"
+#include "mm/filemap.h"
 #include "mm/ksm.h"
 #include "mm/mmu_gather.h"
 #include "mm/mmap.h"
 #include "mm/memory.h"
+#include "mm/munmap.h"
 #include "mm/pgtable.h"
 #include "mm/pt_reclaim.h"
 #include "mm/vma.h"
@@ -67,6 +69,7 @@ struct sm_machine *sm_machine_create(const struct sm_config *cfg)
 	m->next_asid = 1;
 	m->fork_batch = !(c.flags & SM_CFG_NO_FORK_BATCH);
 	m->pt_reclaim_on_zap = (c.flags & SM_CFG_PT_RECLAIM_ON_ZAP) != 0;
+	m->delay_rmap = !(c.flags & SM_CFG_NO_DELAY_RMAP);
 	if (c.flags & SM_CFG_ANON_ORDERS) {
 		m->anon_orders_always = c.anon_orders_always & 0x3fcu;
 		m->anon_orders_madvise = c.anon_orders_madvise & 0x3fcu;
@@ -80,6 +83,7 @@ struct sm_machine *sm_machine_create(const struct sm_config *cfg)
 		goto fail_ram;
 	page_alloc_init(m);
 	pt_scanner_init(m);
+	files_init(m);
 	hw_cpus_init(&m->cpus, c.max_cpus);
 	zero = alloc_pages(m, 0, __GFP_ZERO);
 	if (!zero)
@@ -107,6 +111,7 @@ void sm_machine_destroy(struct sm_machine *m)
 	if (!m)
 		return;
 	sm_pt_scanner(m, NULL);
+	files_destroy(m);
 	ksm_destroy(m);
 	/* Table batches still waiting for a grace period point into RAM. */
 	rcu_barrier();
@@ -133,6 +138,7 @@ struct sm_mm *sm_mm_create(struct sm_machine *m)
 	mm->machine = m;
 	rwsem_init(&mm->mmap_lock);
 	gt_init(&mm->mm_mt);
+	munmap_reserved_init(mm);
 	spin_lock_init(&mm->page_table_lock);
 	mm->task_size = TASK_SIZE;
 	mm->mmap_base = PAGE_ALIGN(TASK_SIZE - (128ul << 20));
@@ -140,6 +146,7 @@ struct sm_mm *sm_mm_create(struct sm_machine *m)
 	mm->pmap.asid = __atomic_fetch_add(&m->next_asid, 1, __ATOMIC_RELAXED);
 	INIT_LIST_HEAD(&mm->pt_scan_node);
 	if (pgd_alloc(mm)) {
+		munmap_reserved_destroy(mm);
 		rwsem_destroy(&mm->mmap_lock);
 		free(mm);
 		errno = ENOMEM;
@@ -167,6 +174,7 @@ void sm_mm_destroy(struct sm_mm *mm)
 	/* Entries of this asid may still sit in TLBs of CPUs that ran it. */
 	flush_tlb_range(mm, 0, TASK_SIZE);
 	tlb_finish_mmu(&tlb);
+	mm_writeback_shared(mm);
 	for (vma = vma_first(mm); vma; vma = next) {
 		next = vma_next(vma);
 		vma_unlink(mm, vma);
@@ -179,6 +187,7 @@ void sm_mm_destroy(struct sm_mm *mm)
 	ksm_exit(mm);
 	if (__atomic_load_n(&mm->rcu_pending_tables, __ATOMIC_ACQUIRE))
 		rcu_barrier();
+	munmap_reserved_destroy(mm);
 	rwsem_destroy(&mm->mmap_lock);
 	__atomic_fetch_sub(&mm->machine->nr_mms, 1, __ATOMIC_RELAXED);
 	free(mm);
@@ -258,6 +267,8 @@ void sm_machine_stats(struct sm_machine *m, struct sm_machine_stats *st)
 	st->tlb_shootdowns = __atomic_load_n(&m->cpus.shootdowns, __ATOMIC_RELAXED);
 	st->tlb_local_flushes = __atomic_load_n(&m->cpus.local_flushes, __ATOMIC_RELAXED);
 	st->cow_bytes_copied = __atomic_load_n(&m->cow_bytes_copied, __ATOMIC_RELAXED);
+	st->munmap_lock_drops = __atomic_load_n(&m->munmap_lock_drops, __ATOMIC_RELAXED);
+	st->munmap_reserve_waits = __atomic_load_n(&m->munmap_reserve_waits, __ATOMIC_RELAXED);
 }
 
 void sm_mm_lock_stats(struct sm_mm *mm, struct sm_lock_stats *st)
