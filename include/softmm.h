@@ -50,6 +50,7 @@ struct sm_cpu;
 					    * (Linux before 6.14, or without CONFIG_PT_RECLAIM) */
 #define SM_CFG_NO_FORK_BATCH  0x10u /* fork copies PTEs one by one, even within a large folio */
 #define SM_CFG_ANON_ORDERS    0x20u /* take anon_orders_* literally (else madvise = 2 MiB only) */
+#define SM_CFG_NO_KSM_REUSE   0x200u /* a write to a KSM page always copies (Linux >= 5.9) */
 
 /*
  * Large anonymous folios: bit n of anon_orders_always allows folios of 2^n
@@ -136,7 +137,42 @@ struct sm_pt_scanner_stats {
 };
 void sm_pt_scanner_stats(struct sm_machine *m, struct sm_pt_scanner_stats *st);
 
-/* /proc/<pid>/<name> of this mm: "maps", "smaps", "smaps_rollup", "status".
+/*
+ * KSM (kernel samepage merging). MADV_MERGEABLE / MADV_UNMERGEABLE as Linux;
+ * sm_mm_set_ksm_merge_any is prctl(PR_SET_MEMORY_MERGE): every compatible
+ * VMA of the mm, present and future, is mergeable (disabling unmerges all).
+ * ksmd is a thread per machine, started by run = 1. A write to a KSM page
+ * copies it, or reuses it in place when this PTE is its only mapping (Linux
+ * 5.1-5.8's reuse_ksm_page; SM_CFG_NO_KSM_REUSE turns that off).
+ * Differences from Linux: no max_page_sharing (one KSM page may have any
+ * number of mappings), large folios are never merged (nor split), and
+ * unmerging a KSM zero page keeps the zero page (no longer counted as KSM's).
+ */
+long sm_mm_set_ksm_merge_any(struct sm_mm *mm, int enable);
+/* The knobs of /sys/kernel/mm/ksm. run: 0 stop, 1 run ksmd, 2 unmerge all and stop. */
+struct sm_ksm_config {
+	unsigned run;
+	unsigned pages_to_scan;     /* per ksmd wake-up; default 100 */
+	unsigned sleep_millisecs;   /* between wake-ups; default 20 */
+	unsigned use_zero_pages;    /* 0/1: zero-filled pages map the zero page */
+};
+void sm_ksm_config(struct sm_machine *m, struct sm_ksm_config *cfg);
+int  sm_ksm_set(struct sm_machine *m, const struct sm_ksm_config *cfg);   /* 0 or -errno */
+/* Run full_scans complete scans now, on the calling thread (ksmd's work,
+ * for deterministic tests). Returns the pages scanned or -errno. A page
+ * merges in the second scan that sees it unchanged, as with ksmd. */
+long sm_ksm_scan(struct sm_machine *m, unsigned full_scans);
+/* /sys/kernel/mm/ksm's counters; general_profit in bytes. */
+struct sm_ksm_stats {
+	uint64_t pages_shared, pages_sharing, pages_unshared, pages_volatile;
+	uint64_t pages_scanned, full_scans, ksm_zero_pages;
+	int64_t general_profit;
+	uint64_t stable_nodes;      /* nodes in the stable tree, stale ones included */
+	uint64_t pages_reused;      /* write faults that reused a KSM page (softmm only) */
+};
+void sm_ksm_stats(struct sm_machine *m, struct sm_ksm_stats *st);
+
+/* /proc/<pid>/<name> of this mm: "maps", "smaps", "smaps_rollup", "status", "ksm_stat".
  * Returns the full length (like snprintf; may exceed size) or -errno. */
 long sm_proc_read(struct sm_mm *mm, const char *name, char *buf, size_t size);
 /* /proc/<pid>/pagemap: one 64-bit entry per page from addr; entries written or -errno. */
@@ -153,6 +189,8 @@ struct sm_machine_stats {
 	uint64_t pgtable_frames;    /* page-table pages of every mm */
 	uint64_t tlb_shootdowns;    /* flushes that had to reach another CPU */
 	uint64_t tlb_local_flushes; /* flushes handled on the calling CPU alone */
+	/* KSM (issue 7) */
+	uint64_t cow_bytes_copied;  /* bytes copied by copy-on-write faults */
 };
 void sm_machine_stats(struct sm_machine *m, struct sm_machine_stats *st);
 

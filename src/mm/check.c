@@ -7,7 +7,12 @@
  *   - every leaf entry: inside a VMA that allows what the entry allows, its
  *     frame not free, refcount >= mapcount >= the PTEs that map it here
  *     (equal when this is the machine's only mm);
- *   - the RSS counters against the entries counted.
+ *   - the RSS counters against the entries counted;
+ *   - KSM: a KSM page is mapped read-only and names a stable node that
+ *     names it back; the stable tree holds one reference beyond its
+ *     mappings; the mm's KSM counters (zero pages, rmap items, merging
+ *     pages) match what is there. ksm->mutex is held too, so that ksmd
+ *     holds no passing reference while we count.
  * It prints every violation and returns -EUCLEAN if there was one.
  */
 #include <errno.h>
@@ -15,6 +20,7 @@
 #include <stdlib.h>
 #include "mm/memory.h"
 #include "mm/folio.h"
+#include "mm/ksm.h"
 #include "mm/page_alloc.h"
 #include "mm/pgtable.h"
 #include "mm/rmap.h"
@@ -23,7 +29,7 @@
 struct checker {
 	struct sm_mm *mm;
 	uint32_t *maps;          /* PTEs seen per pfn */
-	long tables, anon, file;
+	long tables, anon, file, ksm_zero;
 	int errors;
 };
 
@@ -97,6 +103,8 @@ static void check_leaf(struct checker *c, unsigned long addr, pte_t pte)
 			BAD(c, "special PTE at %lx maps pfn %lu, not the zero page", addr, pfn);
 		if (pte_write(pte))
 			BAD(c, "zero page writable at %lx", addr);
+		if (is_ksm_zero_pte(mm->machine, pte))
+			c->ksm_zero++;
 		return;
 	}
 	check_frame_in_use(c, pfn, "mapped");
@@ -108,7 +116,15 @@ static void check_leaf(struct checker *c, unsigned long addr, pte_t pte)
 		unsigned long index = head->index + (unsigned long)(page - head);
 
 		c->anon++;
-		if (!vma->anon_vma)
+		if (folio_test_ksm(head)) {
+			if (pte_write(pte))
+				BAD(c, "KSM page %lu writable at %lx", pfn, addr);
+			if (folio_stable_node(head)->kpfn != pfn)
+				BAD(c, "KSM page %lu at %lx: its stable node names pfn %lu", pfn, addr,
+				    folio_stable_node(head)->kpfn);
+			if (test_bit_flag(head, PG_anon_exclusive))
+				BAD(c, "KSM page %lu at %lx marked exclusive", pfn, addr);
+		} else if (!vma->anon_vma)
 			BAD(c, "anon page at %lx in a VMA without anon_vma", addr);
 		else if (index != linear_page_index(vma, addr))
 			BAD(c, "anon page at %lx has index %lu, expected %lu", addr, index,
@@ -174,7 +190,7 @@ static void check_counts(struct checker *c)
 		BAD(c, "RssFile+RssShmem counters disagree with %ld PTEs", c->file);
 	for (unsigned long pfn = 0; pfn < m->ram.nr_frames; pfn++) {
 		struct page *p;
-		int mc, rc;
+		int mc, rc, tree_ref;
 
 		if (!c->maps[pfn])
 			continue;
@@ -186,16 +202,43 @@ static void check_counts(struct checker *c)
 		if (p != pfn_to_page(m, pfn))
 			continue;   /* the folio is checked once, from its head */
 		mc = folio_mapcount_sum(m, p, c->maps, &rc);
-		/* Every PTE mapping a folio holds one of its references. */
-		if (page_ref_count(p) < mc)
+		/* Every PTE mapping a folio holds one of its references; the
+		 * stable tree one more of a KSM page. */
+		tree_ref = folio_test_ksm(p);
+		if (page_ref_count(p) < mc + tree_ref)
 			BAD(c, "folio %lu: refcount %d below its %d mappings", pfn, page_ref_count(p), mc);
 		if (folio_order(p) && folio_large_mapcount(p) != mc)
 			BAD(c, "folio %lu: large mapcount %d, page mapcounts sum to %d", pfn,
 			    folio_large_mapcount(p), mc);
-		if (alone && rc != page_ref_count(p))
+		if (alone && rc + tree_ref != page_ref_count(p))
 			BAD(c, "folio %lu: refcount %d, mapped by %d PTEs of the only mm", pfn,
 			    page_ref_count(p), rc);
 	}
+}
+
+/* The mm's KSM counters against its rmap items and PTEs. Precondition: ksm->mutex. */
+static void check_ksm(struct checker *c)
+{
+	struct sm_mm *mm = c->mm;
+	struct ksm_mm_slot *slot = mm->ksm_slot;
+	long items = 0, merging = 0;
+
+	if (c->ksm_zero != __atomic_load_n(&mm->ksm_zero_pages, __ATOMIC_RELAXED))
+		BAD(c, "ksm_zero_pages %ld, KSM zero PTEs %ld", mm->ksm_zero_pages, c->ksm_zero);
+	for (struct ksm_rmap_item *item = slot ? slot->rmap_list : NULL; item; item = item->next) {
+		items++;
+		if (item->next && item->next->address <= item->address)
+			BAD(c, "KSM rmap items out of order at %lx", item->address);
+		if (item->state != RMAP_STABLE)
+			continue;
+		merging++;
+		if (item->head->rmap_hlist_len <= 0)
+			BAD(c, "KSM rmap item %lx on a node with no items", item->address);
+	}
+	if (items != __atomic_load_n(&mm->ksm_rmap_items, __ATOMIC_RELAXED))
+		BAD(c, "ksm_rmap_items %ld, items %ld", mm->ksm_rmap_items, items);
+	if (merging != __atomic_load_n(&mm->ksm_merging_pages, __ATOMIC_RELAXED))
+		BAD(c, "ksm_merging_pages %ld, stable items %ld", mm->ksm_merging_pages, merging);
 }
 
 int sm_mm_check(struct sm_mm *mm)
@@ -207,12 +250,15 @@ int sm_mm_check(struct sm_mm *mm)
 	c.maps = calloc(mm->machine->ram.nr_frames, sizeof(*c.maps));
 	if (!c.maps)
 		return -ENOMEM;
+	pthread_mutex_lock(&mm->machine->ksm->mutex);
 	down_write(&mm->mmap_lock);
 	check_vmas(&c);
 	check_frame_in_use(&c, mm->pmap.pgd_pfn, "PGD");
 	check_table(&c, mm->pmap.pgd, 3, 0);
 	check_counts(&c);
+	check_ksm(&c);
 	up_write(&mm->mmap_lock);
+	pthread_mutex_unlock(&mm->machine->ksm->mutex);
 	free(c.maps);
 	return c.errors ? -EUCLEAN : 0;
 }

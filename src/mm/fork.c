@@ -10,6 +10,7 @@
  * preconditions of the helpers true.
  */
 #include <errno.h>
+#include "mm/ksm.h"
 #include "mm/memory.h"
 #include "mm/mmap.h"
 #include "mm/rmap.h"
@@ -69,6 +70,8 @@ long sm_fork(struct sm_mm *parent, struct sm_mm **childp)
 	}
 	up_write(&child->mmap_lock);
 	up_write(&parent->mmap_lock);
+	if (!err)
+		err = ksm_fork(child, parent);
 	if (err) {
 		sm_mm_destroy(child);
 		return err;

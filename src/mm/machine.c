@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include "base/rcu.h"
 #include "mm/folio.h"
+#include "mm/ksm.h"
 #include "mm/mmu_gather.h"
 #include "mm/mmap.h"
 #include "mm/memory.h"
@@ -86,6 +87,8 @@ struct sm_machine *sm_machine_create(const struct sm_config *cfg)
 	set_page_flag(zero, PG_reserved);
 	set_page_flag(zero, PG_zero);
 	m->zero_pfn = page_to_pfn(m, zero);
+	if (ksm_init(m))
+		goto fail_pages;
 	return m;
 
 fail_pages:
@@ -104,6 +107,7 @@ void sm_machine_destroy(struct sm_machine *m)
 	if (!m)
 		return;
 	sm_pt_scanner(m, NULL);
+	ksm_destroy(m);
 	/* Table batches still waiting for a grace period point into RAM. */
 	rcu_barrier();
 	hw_cpus_destroy(&m->cpus);
@@ -171,6 +175,8 @@ void sm_mm_destroy(struct sm_mm *mm)
 	free_all_pgtables(mm);
 	pgd_free(mm);
 	up_write(&mm->mmap_lock);
+	/* After the zap: KSM pages only this mm mapped can go now. */
+	ksm_exit(mm);
 	if (__atomic_load_n(&mm->rcu_pending_tables, __ATOMIC_ACQUIRE))
 		rcu_barrier();
 	rwsem_destroy(&mm->mmap_lock);
@@ -251,6 +257,7 @@ void sm_machine_stats(struct sm_machine *m, struct sm_machine_stats *st)
 	st->pgtable_frames = (uint64_t)__atomic_load_n(&m->pgtable_frames, __ATOMIC_RELAXED);
 	st->tlb_shootdowns = __atomic_load_n(&m->cpus.shootdowns, __ATOMIC_RELAXED);
 	st->tlb_local_flushes = __atomic_load_n(&m->cpus.local_flushes, __ATOMIC_RELAXED);
+	st->cow_bytes_copied = __atomic_load_n(&m->cow_bytes_copied, __ATOMIC_RELAXED);
 }
 
 void sm_mm_lock_stats(struct sm_mm *mm, struct sm_lock_stats *st)

@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <sys/mman.h>
+#include "mm/ksm.h"
 #include "mm/memory.h"
 #include "mm/mmap.h"
 #include "mm/mmu_gather.h"
@@ -87,8 +88,15 @@ static long madvise_update_vma(struct vm_area_struct *vma, unsigned long start,
 			       unsigned long end, int advice)
 {
 	long newflags = advised_flags(vma, advice);
+	unsigned long ksm_flags = vma->vm_flags;
 	int err;
 
+	if (advice == MADV_MERGEABLE || advice == MADV_UNMERGEABLE) {
+		newflags = ksm_madvise(vma, start, end, advice, &ksm_flags);
+		if (newflags < 0)
+			return newflags;
+		newflags = (long)ksm_flags;
+	}
 	if (newflags < 0)
 		return newflags;
 	if ((unsigned long)newflags == vma->vm_flags)

@@ -10,6 +10,8 @@
  *   present, write to a read-only PTE (do_wp_page):
  *      zero page             -> copy (a fresh zeroed page)
  *      exclusive anon folio  -> reuse: make the PTE writable, nothing to flush
+ *      KSM page              -> reuse if this PTE is its only mapping
+ *                               (ksm_reuse_page), else copy
  *      otherwise             -> copy, replace the PTE, flush, drop the old page
  *
  * Zap clears PTEs under their table's lock, removes anon rmaps immediately,
@@ -19,6 +21,7 @@
 #include <string.h>
 #include "mm/memory.h"
 #include "mm/folio.h"
+#include "mm/ksm.h"
 #include "mm/mmu_gather.h"
 #include "mm/pgtable.h"
 #include "mm/pt_reclaim.h"
@@ -211,8 +214,10 @@ static int wp_page_copy(struct vm_fault *vmf, struct page *old)
 		ret = VM_FAULT_OOM;
 		goto out;
 	}
-	if (old)
+	if (old) {
 		memcpy(page_address(m, new), page_address(m, old), PAGE_SIZE);
+		__atomic_fetch_add(&m->cow_bytes_copied, PAGE_SIZE, __ATOMIC_RELAXED);
+	}
 	if (!relock_pte(vmf)) {
 		folio_put_refs(m, new, 1);
 		goto out;
@@ -233,6 +238,8 @@ static int wp_page_copy(struct vm_fault *vmf, struct page *old)
 		folio_remove_rmap_ptes(head, old, 1);
 		add_mm_counter(mm, page_is_anon(head) ? MM_ANONPAGES : MM_FILEPAGES, -1);
 		folio_put_refs(m, head, 1);   /* the old mapping's reference */
+	} else if (is_ksm_zero_pte(m, vmf->orig_pte)) {
+		ksm_zero_pte_gone(mm);
 	}
 	spin_unlock(vmf->ptl);
 out:
@@ -263,6 +270,14 @@ static int do_wp_page(struct vm_fault *vmf)
 	struct sm_machine *m = vmf->vma->vm_mm->machine;
 	struct page *page = vm_normal_page(vmf->vma->vm_mm, vmf->orig_pte);
 
+	if (page && folio_test_ksm(page_head(m, page))) {
+		if (!ksm_reuse_page(vmf->vma, vmf->addr, page))
+			return wp_page_copy(vmf, page);
+		__atomic_fetch_or(vmf->ptep, _PAGE_RW | _PAGE_DIRTY | _PAGE_SOFT_DIRTY | _PAGE_ACCESSED,
+				  __ATOMIC_ACQ_REL);
+		spin_unlock(vmf->ptl);
+		return 0;
+	}
 	if (page && page_is_anon(page_head(m, page)) && wp_can_reuse_anon(m, page)) {
 		/* Only this PTE can reach the page: upgrading needs no flush,
 		 * a CPU holding the read-only entry just faults once more. */
@@ -390,6 +405,8 @@ static void zap_pte_range(struct mmu_gather *tlb, struct sm_mm *mm, pte_t *pmdp,
 		page = pte_present(pte) ? vm_normal_page(mm, pte) : NULL;
 		if (!page) {
 			/* The zero page (and, with reclaim, swap entries). */
+			if (is_ksm_zero_pte(m, pte))
+				ksm_zero_pte_gone(mm);
 			ptep_get_and_clear(ptep);
 			tlb_flush_pte_range(tlb, addr, PAGE_SIZE);
 			continue;
@@ -481,7 +498,8 @@ static int copy_pte_range(struct vm_area_struct *dst_vma, struct vm_area_struct 
 			continue;
 		page = pte_present(pte) ? vm_normal_page(src_mm, pte) : NULL;
 		if (!page) {
-			set_pte(dst_ptep, pte_mkold(pte));   /* zero page */
+			/* The zero page; the child's is not KSM's to count. */
+			set_pte(dst_ptep, pte_mkclean(pte_mkold(pte)));
 			continue;
 		}
 		head = page_head(m, page);

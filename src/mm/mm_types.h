@@ -4,6 +4,7 @@
  *
  * Lock order (take top to bottom; never the reverse):
  *
+ *   ksm->mutex               mutex; ksmd's trees and rmap items (ksm.h)
  *   pt_scanner.lock          mutex; the scanner's list of opted-in mms (pt_reclaim.c)
  *   mm->mmap_lock            rwsem; sleeping. Protects the VMA tree and VMA fields.
  *     anon_vma->lock         spinlock; the anon_vma's chain list
@@ -16,6 +17,7 @@
  *             folio mapcount lock  spinlock in a large folio's head (its ptl):
  *                            the page mapcounts and large_mapcount (rmap.c)
  *             zone->lock     spinlock; buddy free lists
+ *             ksm->mmlist_lock  spinlock; the list of mms ksmd scans
  *             cpu->flush_lock   (hw/) a CPU's TLB-flush mailbox
  *
  * A PTE may change without its lock in exactly one way: the CPU walker sets
@@ -232,6 +234,13 @@ struct sm_mm {
 	struct list_head pt_scan_node;   /* machine->pt_scanner.mms; pt_scanner.lock */
 	bool pt_scan;                    /* opted in to the scanner; pt_scanner.lock */
 	unsigned long pt_scan_cursor;    /* next address to scan; pt_scanner.lock */
+
+	/* KSM (ksm.h) */
+	struct ksm_mm_slot *ksm_slot;    /* on ksmd's list; ksm->mmlist_lock to change */
+	bool ksm_merge_any;              /* PR_SET_MEMORY_MERGE; mmap_lock write */
+	long ksm_merging_pages;          /* atomic: this mm's rmap items on stable nodes */
+	long ksm_rmap_items;             /* atomic */
+	long ksm_zero_pages;             /* atomic: PTEs KSM pointed at the zero page */
 };
 
 /* ---------------------------------------------------------------- machine */
@@ -272,6 +281,9 @@ struct sm_machine {
 	long nr_mms;                     /* atomic */
 	long pgtable_frames;             /* atomic */
 	struct pt_scanner pt_scanner;
+	/* KSM */
+	struct ksm *ksm;                 /* immutable pointer (ksm.h) */
+	uint64_t cow_bytes_copied;       /* atomic */
 };
 
 static inline struct page *pfn_to_page(struct sm_machine *m, unsigned long pfn)

@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <sys/mman.h>
+#include "mm/ksm.h"
 #include "mm/mmap.h"
 #include "mm/memory.h"
 #include "mm/mmu_gather.h"
@@ -117,6 +118,7 @@ long mmap_region(struct sm_mm *mm, unsigned long addr, unsigned long len,
 		return err;
 	if ((vm_flags & (VM_NORESERVE | VM_SHARED | VM_WRITE)) == VM_WRITE)
 		vm_flags |= VM_ACCOUNT;
+	vm_flags = ksm_vma_flags(mm, vm_flags);
 	vma = vm_area_alloc(mm);
 	if (!vma)
 		return -ENOMEM;

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include "mm/rmap.h"
 #include "mm/folio.h"
+#include "mm/ksm.h"
 #include "mm/pgtable.h"
 
 static struct anon_vma *anon_vma_alloc(void)
@@ -265,6 +266,8 @@ int rmap_walk_anon(struct sm_machine *m, struct page *page,
 
 	if (!page_is_anon(head))
 		return 0;
+	if (folio_test_ksm(head))
+		return rmap_walk_ksm(m, page, fn, arg);
 	av = page_anon_vma(head);
 	spin_lock(&av->lock);
 	list_for_each_entry(avc, &av->chain, same_anon_vma) {

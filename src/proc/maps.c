@@ -96,6 +96,7 @@ long sm_proc_read(struct sm_mm *mm, const char *name, char *buf, size_t size)
 		{ "smaps", show_smaps },
 		{ "smaps_rollup", show_smaps_rollup },
 		{ "status", show_status },
+		{ "ksm_stat", show_ksm_stat },
 	};
 	struct seq s = { .buf = buf, .size = size };
 

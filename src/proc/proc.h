@@ -49,5 +49,6 @@ void show_maps(struct seq *s, struct sm_mm *mm);
 void show_smaps(struct seq *s, struct sm_mm *mm);
 void show_smaps_rollup(struct seq *s, struct sm_mm *mm);
 void show_status(struct seq *s, struct sm_mm *mm);
+void show_ksm_stat(struct seq *s, struct sm_mm *mm);
 
 #endif

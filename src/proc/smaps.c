@@ -11,13 +11,15 @@
  * the folio; Referenced from the PTE's accessed bit. The shared zero page
  * has no struct page behind its PTE (vm_normal_page() == NULL) and counts
  * nowhere. softmm maps every folio with PTEs, so the PMD-mapped fields
- * (AnonHugePages, ...) stay 0; there is no swap, KSM or hugetlb yet.
+ * (AnonHugePages, ...) stay 0; there is no swap or hugetlb yet. KSM counts
+ * the pages of KSM folios (not the KSM zero page), as Linux.
  *
  * Locking: mmap_lock held for reading (sm_proc_read) keeps the VMAs and the
  * upper tables; each PTE table is read under its PTE lock, taken with
  * pte_offset_map_lock, which copes with page-table reclaim.
  */
 #include "mm/folio.h"
+#include "mm/ksm.h"
 #include "mm/memory.h"
 #include "mm/pgtable.h"
 #include "mm/rmap.h"
@@ -29,7 +31,7 @@
 
 struct mem_size_stats {
 	unsigned long resident, shared_clean, shared_dirty, private_clean, private_dirty;
-	unsigned long referenced, anonymous, lazyfree;
+	unsigned long referenced, anonymous, lazyfree, ksm;
 	uint64_t pss, pss_anon, pss_file, pss_shmem, pss_dirty, pss_locked;
 };
 
@@ -66,6 +68,8 @@ static void smaps_account(struct mem_size_stats *mss, struct sm_machine *m, stru
 		mss->anonymous += PAGE_SIZE;
 		if (!test_bit_flag(head, PG_swapbacked) && !dirty)
 			mss->lazyfree += PAGE_SIZE;
+		if (folio_test_ksm(head))
+			mss->ksm += PAGE_SIZE;
 	}
 	mss->resident += PAGE_SIZE;
 	if (young)
@@ -134,7 +138,7 @@ static void show_smap_fields(struct seq *s, const struct mem_size_stats *mss, bo
 	seq_put_field(s, "Private_Dirty:", mss->private_dirty >> 10, " kB");
 	seq_put_field(s, "Referenced:", mss->referenced >> 10, " kB");
 	seq_put_field(s, "Anonymous:", mss->anonymous >> 10, " kB");
-	seq_put_field(s, "KSM:", 0, " kB");
+	seq_put_field(s, "KSM:", mss->ksm >> 10, " kB");
 	seq_put_field(s, "LazyFree:", mss->lazyfree >> 10, " kB");
 	seq_put_field(s, "AnonHugePages:", 0, " kB");
 	seq_put_field(s, "ShmemPmdMapped:", 0, " kB");
