@@ -15,6 +15,9 @@
  *     sm_write), which a guest would see as SIGSEGV/SIGBUS.
  *   - An access that the protection forbids, or to an unmapped address, is
  *     -EFAULT (the guest's SIGSEGV).
+ *   - An access to a page of a file mapping that lies wholly beyond the end
+ *     of the file (or whose read from the host failed) is SM_SIGBUS, the
+ *     guest's SIGBUS.
  *
  * Threading: any thread may call the system calls on any mm. Each thread that
  * accesses memory uses its own sm_cpu (an sm_cpu is not shared between threads
@@ -50,6 +53,8 @@ struct sm_cpu;
 					    * (Linux before 6.14, or without CONFIG_PT_RECLAIM) */
 #define SM_CFG_NO_FORK_BATCH  0x10u /* fork copies PTEs one by one, even within a large folio */
 #define SM_CFG_ANON_ORDERS    0x20u /* take anon_orders_* literally (else madvise = 2 MiB only) */
+#define SM_CFG_NO_DELAY_RMAP  0x100u /* zap removes a dirty file folio's rmap before the TLB
+				       * flush (before Linux 6.2): writes can be lost, to show it */
 #define SM_CFG_NO_KSM_REUSE   0x200u /* a write to a KSM page always copies (Linux >= 5.9) */
 
 /*
@@ -80,15 +85,31 @@ void          sm_mm_destroy(struct sm_mm *mm);       /* exit: every frame goes b
  * sm_mmap supports anonymous private mappings with MAP_FIXED, MAP_FIXED_NOREPLACE,
  * MAP_POPULATE, MAP_NORESERVE, MAP_LOCKED (VM_LOCKED, populated; no mlock limits),
  * MAP_STACK (VM_NOHUGEPAGE, as Linux 6.7+), MAP_32BIT, and MAP_GROWSDOWN (a plain
- * mapping: faults below it do not grow it). Not supported yet: file mappings
- * (fd >= 0 without MAP_ANONYMOUS: -ENODEV; a negative fd: -EBADF, as Linux),
- * MAP_SHARED|MAP_ANONYMOUS and MAP_DROPPABLE (-EOPNOTSUPP), MAP_HUGETLB (-ENOMEM,
- * as a kernel with no huge pages reserved). Unknown flag bits are ignored, as
+ * mapping: faults below it do not grow it). Unknown flag bits are ignored, as
  * Linux does for MAP_PRIVATE.
+ *
+ * File mappings: fd is a host file descriptor of a regular file (others:
+ * -ENODEV), MAP_SHARED or MAP_PRIVATE, with Linux's access checks (-EACCES for
+ * a file not open for reading, or MAP_SHARED with PROT_WRITE on one not open
+ * for writing). softmm keeps its own page cache of the file in simulated RAM,
+ * shared by every mm of the machine and filled with pread; guest writes to
+ * shared mappings reach the host file by pwrite on sm_msync, when the file's
+ * last mapping goes, at sm_mm_destroy, and from a flusher thread (sm_flusher).
+ * The host file is read when a page is first needed: host writes to a file
+ * that is mapped meanwhile are not seen. MAP_SHARED|MAP_ANONYMOUS is shared
+ * memory (an in-memory file; fork keeps it shared). Not supported yet:
+ * MAP_DROPPABLE (-EOPNOTSUPP), MAP_HUGETLB (-ENOMEM, as a kernel with no huge
+ * pages reserved), device files.
  */
 long sm_mmap(struct sm_mm *mm, unsigned long addr, unsigned long len, int prot,
 	     int flags, int fd, long offset);
 long sm_munmap(struct sm_mm *mm, unsigned long addr, unsigned long len);
+/* msync(2): Linux's argument checks and errors (-EINVAL, -ENOMEM for unmapped
+ * parts, -EBUSY for MS_INVALIDATE on locked memory). MS_SYNC writes the dirty
+ * pages of shared file mappings back and fdatasyncs; MS_ASYNC writes them back
+ * too (synchronously: the host's page cache is not softmm's, so only written
+ * data is visible to the host's read(2)); MS_INVALIDATE has nothing to drop. */
+long sm_msync(struct sm_mm *mm, unsigned long addr, unsigned long len, int flags);
 long sm_mprotect(struct sm_mm *mm, unsigned long addr, unsigned long len, int prot);
 long sm_madvise(struct sm_mm *mm, unsigned long addr, unsigned long len, int advice);
 long sm_mremap(struct sm_mm *mm, unsigned long old_addr, unsigned long old_len,
@@ -103,7 +124,9 @@ void           sm_cpu_destroy(struct sm_cpu *cpu);
 void           sm_cpu_switch_mm(struct sm_cpu *cpu, struct sm_mm *mm); /* mm may be NULL */
 
 /* Guest accesses through the CPU's current mm: 0, or -EFAULT (unmapped, forbidden by the
- * protection, or no RAM left). A partial access may have copied a prefix. */
+ * protection, or no RAM left), or SM_SIGBUS (a file page beyond the end of the file).
+ * A partial access may have copied a prefix. */
+#define SM_SIGBUS (-4096L)
 long sm_read(struct sm_cpu *cpu, unsigned long addr, void *buf, size_t len);
 long sm_write(struct sm_cpu *cpu, unsigned long addr, const void *buf, size_t len);
 
@@ -136,6 +159,20 @@ struct sm_pt_scanner_stats {
 	uint64_t tables_freed;
 };
 void sm_pt_scanner_stats(struct sm_machine *m, struct sm_pt_scanner_stats *st);
+
+/* The flusher: one thread per machine writing back every dirty file page each
+ * interval (Linux's dirty_writeback_centisecs). It starts with the first file
+ * mapping, every 5 s, unless configured here first: cfg non-NULL (re)starts it
+ * with that interval, NULL stops it for good. 0 or -errno. */
+struct sm_flusher_config {
+	unsigned interval_ms;          /* 0 = 5000 */
+};
+int sm_flusher(struct sm_machine *m, const struct sm_flusher_config *cfg);
+struct sm_flusher_stats {
+	uint64_t passes;               /* flusher passes */
+	uint64_t pages_written;        /* by anyone: msync, last unmap, exit, flusher */
+};
+void sm_flusher_stats(struct sm_machine *m, struct sm_flusher_stats *st);
 
 /*
  * KSM (kernel samepage merging). MADV_MERGEABLE / MADV_UNMERGEABLE as Linux;

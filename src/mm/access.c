@@ -29,7 +29,7 @@ static void guest_copy(void *dst, const void *src, size_t n)
 #endif
 }
 
-/* Resolve a miss that the walker could not: 0 to retry, or -EFAULT. */
+/* Resolve a miss that the walker could not: 0 to retry, -EFAULT or SM_SIGBUS. */
 static long access_fault(struct sm_cpu *cpu, unsigned long addr, bool write)
 {
 	struct sm_mm *mm = cpu->mm;
@@ -40,8 +40,11 @@ static long access_fault(struct sm_cpu *cpu, unsigned long addr, bool write)
 	sm_rcu_thread_online();
 	down_read(&mm->mmap_lock);
 	vma = vma_lookup(mm, addr);
-	if (vma && vma_access_ok(vma, write))
-		ret = handle_mm_fault(vma, addr, write ? FAULT_FLAG_WRITE : 0) ? -EFAULT : 0;
+	if (vma && vma_access_ok(vma, write)) {
+		int fault = handle_mm_fault(vma, addr, write ? FAULT_FLAG_WRITE : 0);
+
+		ret = !fault ? 0 : (fault & VM_FAULT_SIGBUS) ? SM_SIGBUS : -EFAULT;
+	}
 	up_read(&mm->mmap_lock);
 	if (ret == 0)
 		update_hiwater_rss(mm);

@@ -8,6 +8,11 @@
  *     frame not free, refcount >= mapcount >= the PTEs that map it here
  *     (equal when this is the machine's only mm);
  *   - the RSS counters against the entries counted;
+ *   - file mappings: each file VMA in its file's rmap at its page offsets,
+ *     each PTE of a file VMA mapping that file's cached folio for that
+ *     offset (or an anonymous copy), and every file's page cache: refcount
+ *     = the cache's reference + one per mapping PTE (+ transient ones, so
+ *     "at least" unless the mm is the machine's only one).
  *   - KSM: a KSM page is mapped read-only and names a stable node that
  *     names it back; the stable tree holds one reference beyond its
  *     mappings; the mm's KSM counters (zero pages, rmap items, merging
@@ -20,6 +25,7 @@
 #include <stdlib.h>
 #include "mm/memory.h"
 #include "mm/folio.h"
+#include "mm/filemap.h"
 #include "mm/ksm.h"
 #include "mm/page_alloc.h"
 #include "mm/pgtable.h"
@@ -62,6 +68,10 @@ static void check_vmas(struct checker *c)
 			BAD(c, "VMA %lx-%lx page protection stale", vma->vm_start, vma->vm_end);
 		if (vma->detached || vma->vm_mm != mm)
 			BAD(c, "VMA %lx-%lx detached or foreign", vma->vm_start, vma->vm_end);
+		if (vma->vm_file && (!vma->in_file_rmap || vma->shared_rb.start != vma->vm_pgoff ||
+				     vma->shared_rb.last != vma->vm_pgoff + vma_pages(vma) - 1))
+			BAD(c, "file VMA %lx-%lx not in its file's rmap at its offsets",
+			    vma->vm_start, vma->vm_end);
 	}
 	if (n != mm->map_count)
 		BAD(c, "map_count %d but %d VMAs", mm->map_count, n);
@@ -131,6 +141,11 @@ static void check_leaf(struct checker *c, unsigned long addr, pte_t pte)
 			    linear_page_index(vma, addr));
 	} else {
 		c->file++;
+		if (head->mapping != vma->vm_file || !vma->vm_file)
+			BAD(c, "PTE at %lx maps a folio of another file (or none)", addr);
+		else if (head->index != linear_page_index(vma, addr))
+			BAD(c, "file page at %lx has index %lu, expected %lu", addr, head->index,
+			    linear_page_index(vma, addr));
 	}
 	c->maps[pfn]++;
 }
@@ -210,10 +225,15 @@ static void check_counts(struct checker *c)
 		if (folio_order(p) && folio_large_mapcount(p) != mc)
 			BAD(c, "folio %lu: large mapcount %d, page mapcounts sum to %d", pfn,
 			    folio_large_mapcount(p), mc);
-		if (alone && rc + tree_ref != page_ref_count(p))
-			BAD(c, "folio %lu: refcount %d, mapped by %d PTEs of the only mm", pfn,
-			    page_ref_count(p), rc);
+		if (alone && rc + tree_ref + page_in_cache(p) != page_ref_count(p))
+			BAD(c, "folio %lu: refcount %d, mapped by %d PTEs of the only mm%s", pfn,
+			    page_ref_count(p), rc, page_in_cache(p) ? " and the page cache" : "");
 	}
+}
+
+static void bad_file(void *arg, const char *what)
+{
+	BAD((struct checker *)arg, "%s", what);
 }
 
 /* The mm's KSM counters against its rmap items and PTEs. Precondition: ksm->mutex. */
@@ -256,6 +276,7 @@ int sm_mm_check(struct sm_mm *mm)
 	check_frame_in_use(&c, mm->pmap.pgd_pfn, "PGD");
 	check_table(&c, mm->pmap.pgd, 3, 0);
 	check_counts(&c);
+	filemap_check(mm->machine, bad_file, &c);
 	check_ksm(&c);
 	up_write(&mm->mmap_lock);
 	pthread_mutex_unlock(&mm->machine->ksm->mutex);

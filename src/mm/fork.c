@@ -2,7 +2,10 @@
  * fork (dup_mm): the child gets a copy of every VMA and of the parent's page
  * tables. VM_DONTCOPY VMAs are left out; VM_WIPEONFORK VMAs arrive empty.
  * Private writable memory becomes copy-on-write in both (memory.c's
- * copy_page_range write-protects the parent's PTEs and flushes).
+ * copy_page_range write-protects the parent's PTEs and flushes). File and
+ * shared anonymous VMAs share their file: without an anon_vma nothing is
+ * copied and the child faults the page cache in again, so shared mappings
+ * stay shared.
  *
  * Locking: the parent's mmap_lock for writing for the whole copy, so no
  * fault in the parent can run between write-protecting a PTE and the flush;
@@ -12,6 +15,7 @@
 #include <errno.h>
 #include "mm/ksm.h"
 #include "mm/memory.h"
+#include "mm/filemap.h"
 #include "mm/mmap.h"
 #include "mm/rmap.h"
 #include "mm/vma.h"
@@ -27,6 +31,9 @@ static int dup_vma(struct sm_mm *mm, struct vm_area_struct *pvma)
 	vma->vm_start = pvma->vm_start;
 	vma->vm_end = pvma->vm_end;
 	vma->vm_pgoff = pvma->vm_pgoff;
+	vma->vm_file = pvma->vm_file;
+	if (vma->vm_file)
+		mapping_get(vma->vm_file);
 	vma_set_flags(vma, pvma->vm_flags & ~VM_LOCKED);
 	if (!(pvma->vm_flags & VM_WIPEONFORK)) {
 		err = anon_vma_fork(vma, pvma);

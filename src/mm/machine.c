@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include "base/rcu.h"
 #include "mm/folio.h"
+#include "mm/filemap.h"
 #include "mm/ksm.h"
 #include "mm/mmu_gather.h"
 #include "mm/mmap.h"
@@ -67,6 +68,7 @@ struct sm_machine *sm_machine_create(const struct sm_config *cfg)
 	m->next_asid = 1;
 	m->fork_batch = !(c.flags & SM_CFG_NO_FORK_BATCH);
 	m->pt_reclaim_on_zap = !(c.flags & SM_CFG_NO_PT_RECLAIM_ON_ZAP);
+	m->delay_rmap = !(c.flags & SM_CFG_NO_DELAY_RMAP);
 	if (c.flags & SM_CFG_ANON_ORDERS) {
 		m->anon_orders_always = c.anon_orders_always & 0x3fcu;
 		m->anon_orders_madvise = c.anon_orders_madvise & 0x3fcu;
@@ -80,6 +82,7 @@ struct sm_machine *sm_machine_create(const struct sm_config *cfg)
 		goto fail_ram;
 	page_alloc_init(m);
 	pt_scanner_init(m);
+	files_init(m);
 	hw_cpus_init(&m->cpus, c.max_cpus);
 	zero = alloc_pages(m, 0, __GFP_ZERO);
 	if (!zero)
@@ -107,6 +110,7 @@ void sm_machine_destroy(struct sm_machine *m)
 	if (!m)
 		return;
 	sm_pt_scanner(m, NULL);
+	files_destroy(m);
 	ksm_destroy(m);
 	/* Table batches still waiting for a grace period point into RAM. */
 	rcu_barrier();
@@ -167,6 +171,7 @@ void sm_mm_destroy(struct sm_mm *mm)
 	/* Entries of this asid may still sit in TLBs of CPUs that ran it. */
 	flush_tlb_range(mm, 0, TASK_SIZE);
 	tlb_finish_mmu(&tlb);
+	mm_writeback_shared(mm);
 	for (vma = vma_first(mm); vma; vma = next) {
 		next = vma_next(vma);
 		vma_unlink(mm, vma);

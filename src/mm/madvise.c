@@ -7,8 +7,9 @@
  * with faults. As in Linux, a hole in the range does not stop the walk over
  * the VMAs that exist; the call then ends with -ENOMEM.
  *
- * Not implemented (-EINVAL, as a kernel built without them): MADV_REMOVE on
- * private memory (Linux also says -EINVAL), MADV_COLLAPSE, MADV_HWPOISON,
+ * Not implemented (-EINVAL, as a kernel built without them): MADV_REMOVE
+ * (Linux also says -EINVAL on private memory; on shared mappings it would
+ * punch a hole in the file), MADV_COLLAPSE, MADV_HWPOISON,
  * MADV_SOFT_OFFLINE, MADV_GUARD_INSTALL/REMOVE.
  */
 #include <errno.h>
@@ -72,7 +73,8 @@ static long advised_flags(struct vm_area_struct *vma, int advice)
 	case MADV_RANDOM:     return (long)((f & ~VM_READHINTMASK) | VM_RAND_READ);
 	case MADV_DONTFORK:   return (long)(f | VM_DONTCOPY);
 	case MADV_DOFORK:     return (long)(f & ~VM_DONTCOPY);
-	case MADV_WIPEONFORK: return f & VM_SHARED ? -EINVAL : (long)(f | VM_WIPEONFORK);
+	case MADV_WIPEONFORK:
+		return vma->vm_file || (f & VM_SHARED) ? -EINVAL : (long)(f | VM_WIPEONFORK);
 	case MADV_KEEPONFORK: return (long)(f & ~VM_WIPEONFORK);
 	case MADV_DONTDUMP:   return (long)(f | VM_DONTDUMP);
 	case MADV_DODUMP:     return (long)(f & ~VM_DONTDUMP);
@@ -160,6 +162,8 @@ static long madvise_pages(struct mmu_gather *tlb, struct vm_area_struct *vma,
 	case MADV_FREE:
 		if (vma->vm_flags & (advice == MADV_DONTNEED_LOCKED ? 0 : VM_LOCKED))
 			return -EINVAL;
+		if (advice == MADV_FREE && vma->vm_file)
+			return -EINVAL;   /* only anonymous memory can be freed lazily */
 		if (advice == MADV_FREE) {
 			madvise_free_range(tlb, vma, start, end);
 		} else {

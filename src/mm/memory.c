@@ -14,12 +14,19 @@
  *                               (ksm_reuse_page), else copy
  *      otherwise             -> copy, replace the PTE, flush, drop the old page
  *
+ * File VMAs fault through the page cache (filemap.c); a write to a shared
+ * file PTE that writeback write-protected makes it writable and dirty again.
+ *
  * Zap clears PTEs under their table's lock, removes anon rmaps immediately,
  * and hands folio references to the mmu_gather to drop after the TLB flush.
+ * A dirty PTE of a file folio dirties the folio, and its rmap is removed
+ * only after the flush, still under the PTE lock (mmu_gather.c): see
+ * writeback.c for the write that would otherwise be lost.
  */
 #include <errno.h>
 #include <string.h>
 #include "mm/memory.h"
+#include "mm/filemap.h"
 #include "mm/folio.h"
 #include "mm/ksm.h"
 #include "mm/mmu_gather.h"
@@ -236,7 +243,7 @@ static int wp_page_copy(struct vm_fault *vmf, struct page *old)
 	add_mm_counter(mm, MM_ANONPAGES, 1);
 	if (head) {
 		folio_remove_rmap_ptes(head, old, 1);
-		add_mm_counter(mm, page_is_anon(head) ? MM_ANONPAGES : MM_FILEPAGES, -1);
+		add_mm_counter(mm, mm_counter(head), -1);
 		folio_put_refs(m, head, 1);   /* the old mapping's reference */
 	} else if (is_ksm_zero_pte(m, vmf->orig_pte)) {
 		ksm_zero_pte_gone(mm);
@@ -270,6 +277,15 @@ static int do_wp_page(struct vm_fault *vmf)
 	struct sm_machine *m = vmf->vma->vm_mm->machine;
 	struct page *page = vm_normal_page(vmf->vma->vm_mm, vmf->orig_pte);
 
+	if (page && (vmf->vma->vm_flags & VM_SHARED)) {
+		/* Linux's wp_page_shared: writeback cleaned this PTE; the
+		 * folio is dirty again from this write on. */
+		folio_mark_dirty(page_head(m, page));
+		__atomic_fetch_or(vmf->ptep, _PAGE_RW | _PAGE_DIRTY | _PAGE_SOFT_DIRTY | _PAGE_ACCESSED,
+				  __ATOMIC_ACQ_REL);
+		spin_unlock(vmf->ptl);
+		return 0;
+	}
 	if (page && folio_test_ksm(page_head(m, page))) {
 		if (!ksm_reuse_page(vmf->vma, vmf->addr, page))
 			return wp_page_copy(vmf, page);
@@ -300,6 +316,10 @@ int handle_mm_fault(struct vm_area_struct *vma, unsigned long addr, unsigned fla
 			return VM_FAULT_OOM;
 	} while (!relock_pte(&vmf));   /* reclaimed between the two: again */
 	vmf.orig_pte = ptep_get(vmf.ptep);
+	if (pte_none(vmf.orig_pte) && vma->vm_file) {
+		spin_unlock(vmf.ptl);
+		return do_file_fault(vma, vmf.addr, flags, vmf.pmdp);
+	}
 	if (pte_none(vmf.orig_pte))
 		return do_anonymous_page(&vmf);
 	if (!pte_hw_present(vmf.orig_pte)) {
@@ -388,7 +408,7 @@ static void zap_pte_range(struct mmu_gather *tlb, struct sm_mm *mm, pte_t *pmdp,
 	struct sm_machine *m = mm->machine;
 	bool whole = details && details->reclaim_pt && end - addr == PMD_SIZE;
 	struct page *emptied = NULL;
-	long anon = 0, file = 0;
+	long rss[NR_MM_COUNTERS] = { 0 };
 	spinlock_t *ptl;
 	pte_t *ptep = pte_offset_map_lock(mm, pmdp, addr, &ptl);
 	unsigned long nr;
@@ -398,6 +418,7 @@ static void zap_pte_range(struct mmu_gather *tlb, struct sm_mm *mm, pte_t *pmdp,
 	for (; addr < end; addr += nr << PAGE_SHIFT, ptep += nr) {
 		pte_t pte = ptep_get(ptep);
 		struct page *page, *head;
+		bool dirty = false;
 
 		nr = 1;
 		if (pte_none(pte))
@@ -415,19 +436,27 @@ static void zap_pte_range(struct mmu_gather *tlb, struct sm_mm *mm, pte_t *pmdp,
 		if (folio_order(head))
 			nr = folio_pte_batch(m, head, page, ptep, pte, (end - addr) >> PAGE_SHIFT, NULL);
 		for (unsigned long i = 0; i < nr; i++)
-			ptep_get_and_clear(&ptep[i]);
+			dirty |= pte_dirty(ptep_get_and_clear(&ptep[i]));
 		tlb_flush_pte_range(tlb, addr, nr << PAGE_SHIFT);
-		if (page_is_anon(head))
-			anon += (long)nr;
-		else
-			file += (long)nr;
+		rss[mm_counter(head)] -= (long)nr;
+		if (!page_is_anon(head) && dirty) {
+			folio_mark_dirty(head);
+			if (m->delay_rmap) {
+				tlb_remove_folio_refs_delay_rmap(tlb, head, page, (int)nr);
+				continue;
+			}
+		}
 		folio_remove_rmap_ptes(head, page, (int)nr);
 		tlb_remove_folio_refs(tlb, head, (int)nr);
 	}
-	if (anon)
-		add_mm_counter(mm, MM_ANONPAGES, -anon);
-	if (file)
-		add_mm_counter(mm, MM_FILEPAGES, -file);
+	for (int i = 0; i < NR_MM_COUNTERS; i++)
+		if (rss[i])
+			add_mm_counter(mm, i, rss[i]);
+	/* A CPU may still write through a stale TLB entry until the flush:
+	 * flush, and only then let the folios go unmapped, before anyone
+	 * (writeback's folio_mkclean) can take this lock and look. */
+	if (tlb->delayed_rmap)
+		tlb_flush_mmu(tlb);
 	if (whole) {
 		emptied = unlink_empty_pte_locked(mm, pmdp, ptl);
 		if (!emptied)
@@ -476,7 +505,7 @@ static int copy_pte_range(struct vm_area_struct *dst_vma, struct vm_area_struct 
 	bool cow = (src_vma->vm_flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE;
 	spinlock_t *dst_ptl, *src_ptl;
 	pte_t *dst_ptep, *src_ptep;
-	long rss = 0;
+	long rss[NR_MM_COUNTERS] = { 0 };
 	unsigned long nr;
 
 	dst_ptep = pte_alloc_map_lock(dst_mm, addr, &dst_ptl);
@@ -520,9 +549,11 @@ static int copy_pte_range(struct vm_area_struct *dst_vma, struct vm_area_struct 
 
 			set_pte(&dst_ptep[i], pte_mkold(cow ? pte_wrprotect(p) : p));
 		}
-		rss += (long)nr;
+		rss[mm_counter(head)] += (long)nr;
 	}
-	add_mm_counter(dst_mm, MM_ANONPAGES, rss);
+	for (int i = 0; i < NR_MM_COUNTERS; i++)
+		if (rss[i])
+			add_mm_counter(dst_mm, i, rss[i]);
 	spin_unlock(src_ptl);
 	spin_unlock(dst_ptl);
 	return 0;

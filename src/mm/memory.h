@@ -10,6 +10,7 @@ struct mmu_gather;
 
 #define VM_FAULT_OOM     0x1
 #define VM_FAULT_SIGSEGV 0x2
+#define VM_FAULT_SIGBUS  0x4   /* a file page beyond the end of the file */
 
 pte_t vm_get_page_prot(unsigned long vm_flags);
 /* Whether an access of this kind is allowed by the VMA (x86: any of R/W/X reads). */

@@ -7,6 +7,9 @@
  *   ksm->mutex               mutex; ksmd's trees and rmap items (ksm.h)
  *   pt_scanner.lock          mutex; the scanner's list of opted-in mms (pt_reclaim.c)
  *   mm->mmap_lock            rwsem; sleeping. Protects the VMA tree and VMA fields.
+ *     mapping->wb_lock       mutex; one writeback of a file at a time (writeback.c)
+ *       mapping->i_mmap_lock mutex; the file rmap, the interval tree of the
+ *                            VMAs mapping a file (file_rmap.c)
  *     anon_vma->lock         spinlock; the anon_vma's chain list
  *       mm->page_table_lock  spinlock; populating PGD and PUD entries
  *         PMD lock           spinlock in the PMD table's struct page (pmd_lockptr):
@@ -17,6 +20,12 @@
  *             folio mapcount lock  spinlock in a large folio's head (its ptl):
  *                            the page mapcounts and large_mapcount (rmap.c)
  *             zone->lock     spinlock; buddy free lists
+ *             mapping->tree_lock  spinlock; a file's page cache index and size,
+ *                            never held while taking another lock (filemap.c)
+ *             machine->files.lock mutex; the machine's files and their refcounts
+ *                            (filemap.c); taken with none of the file locks
+ *                            above held, except by the checker, which takes
+ *                            i_mmap_lock and tree_lock under it
  *             ksm->mmlist_lock  spinlock; the list of mms ksmd scans
  *             cpu->flush_lock   (hw/) a CPU's TLB-flush mailbox
  *
@@ -37,6 +46,7 @@
 #include "base/spinlock.h"
 #include "base/rwsem.h"
 #include "base/gaptree.h"
+#include "base/interval_tree.h"
 #include "hw/cpu.h"
 #include "hw/pmap.h"
 #include "hw/ram.h"
@@ -72,10 +82,13 @@ struct page {
 	uint8_t order;             /* folio order (head) / buddy order (PG_buddy) */
 	uint8_t pad0[3];
 	void *mapping;             /* anon: anon_vma | PAGE_MAPPING_ANON; PTE lock of a mapping PTE
-				    * (and the folio's own serialization) for changes */
-	unsigned long index;       /* anon: linear page index in the anon_vma's space (vm_pgoff based) */
+				    * (and the folio's own serialization) for changes;
+				    * page cache: its struct address_space, set before insertion */
+	unsigned long index;       /* anon: linear page index in the anon_vma's space (vm_pgoff based);
+				    * page cache: the page offset in the file */
 	struct list_head lru;      /* buddy/pcp free lists (zone->lock or owner CPU);
-				    * mmu_gather batches while being freed */
+				    * mmu_gather batches while being freed;
+				    * page cache: its hash chain (mapping->tree_lock) */
 	spinlock_t ptl;            /* PG_pgtable: the table's lock (PTE or PMD lock);
 				    * large folio head: its mapcount lock */
 	int32_t large_mapcount;    /* page 1 of a large folio: PTEs mapping any of its pages */
@@ -188,6 +201,13 @@ struct vm_area_struct {
 					  * mm->page_table_lock during anon_vma_prepare */
 	bool detached;                   /* removed from the tree; mmap_lock write */
 	struct vm_area_struct *next_detached;  /* munmap's list of detached VMAs; its owner */
+	/* File mappings (filemap.c): the file, one reference per VMA, set
+	 * before the VMA is linked and kept until it is freed; NULL for
+	 * anonymous memory. shared_rb is the VMA's node in the file rmap
+	 * (pgoff range), under vm_file->i_mmap_lock. */
+	struct address_space *vm_file;
+	struct it_node shared_rb;
+	bool in_file_rmap;               /* i_mmap_lock */
 };
 
 #define vm_start vm_node.start
@@ -245,6 +265,21 @@ struct sm_mm {
 
 /* ---------------------------------------------------------------- machine */
 
+struct address_space;
+
+/* The machine's host files (filemap.c) and their flusher (writeback.c). */
+struct file_cache {
+	pthread_mutex_t lock;            /* mappings, each one's refcount */
+	struct list_head mappings;       /* address_space.node */
+	unsigned long next_shmem_ino;    /* lock */
+	pthread_mutex_t flusher_lock;    /* everything below but the statistics */
+	pthread_cond_t flusher_wake;
+	pthread_t flusher;
+	bool flusher_running, flusher_stop, flusher_configured;
+	unsigned flusher_interval_ms;
+	uint64_t flusher_passes, pages_written;   /* atomic */
+};
+
 struct sm_cpu {
 	struct hw_cpu *hw;               /* translation state; owner thread */
 	struct sm_machine *machine;      /* immutable */
@@ -284,6 +319,9 @@ struct sm_machine {
 	/* KSM */
 	struct ksm *ksm;                 /* immutable pointer (ksm.h) */
 	uint64_t cow_bytes_copied;       /* atomic */
+	/* File mappings (filemap.c, writeback.c). */
+	bool delay_rmap;                 /* immutable: !SM_CFG_NO_DELAY_RMAP */
+	struct file_cache files;
 };
 
 static inline struct page *pfn_to_page(struct sm_machine *m, unsigned long pfn)

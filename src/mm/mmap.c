@@ -1,6 +1,8 @@
 /*
- * mmap and munmap of anonymous memory, with x86-64 Linux's argument checks,
- * placement and merge rules.
+ * mmap and munmap, with x86-64 Linux's argument checks, placement and merge
+ * rules. A file mapping checks the fd's access mode as do_mmap does and hands
+ * the VMA a reference to the file's page cache (filemap.c); MAP_SHARED
+ * without a file gets an in-memory one (shmem_file_setup).
  *
  * Placement is top-down below mmap_base (TASK_SIZE - 128 MiB, Linux's value
  * without randomization), honouring a hint when the range is free; anonymous
@@ -14,9 +16,13 @@
  * is independent of how much memory was mapped.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include "mm/ksm.h"
 #include "mm/mmap.h"
+#include "mm/filemap.h"
 #include "mm/memory.h"
 #include "mm/mmu_gather.h"
 #include "mm/pgtable.h"
@@ -33,6 +39,19 @@
 #define MAP_DROPPABLE 0x08
 #endif
 #define MAP_TYPE_MASK 0x0f
+/* Flags every file accepts with MAP_SHARED_VALIDATE (Linux's LEGACY_MAP_MASK). */
+#define LEGACY_MAP_MASK (MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS | MAP_DENYWRITE | \
+			 MAP_EXECUTABLE | 0x4000000 /* MAP_UNINITIALIZED */ | MAP_GROWSDOWN | \
+			 MAP_LOCKED | MAP_NORESERVE | MAP_POPULATE | MAP_NONBLOCK | MAP_STACK | \
+			 MAP_HUGETLB | MAP_32BIT | 0x80 /* MAP_ABOVE4G */ | \
+			 (21 << 26) /* MAP_HUGE_2MB */ | (30 << 26) /* MAP_HUGE_1GB */)
+
+/* The host file an mmap names: its fd's access mode and type. */
+struct mmap_file {
+	int fd;
+	int accmode;        /* O_RDONLY, O_WRONLY or O_RDWR */
+	bool regular;
+};
 
 void vm_stat_account(struct sm_mm *mm, unsigned long flags, long npages)
 {
@@ -110,18 +129,36 @@ unsigned long get_unmapped_area(struct sm_mm *mm, unsigned long addr, unsigned l
 long mmap_region(struct sm_mm *mm, unsigned long addr, unsigned long len,
 		 unsigned long vm_flags, unsigned long pgoff)
 {
+	return mmap_region_file(mm, addr, len, vm_flags, pgoff, NULL);
+}
+
+long mmap_region_file(struct sm_mm *mm, unsigned long addr, unsigned long len,
+		      unsigned long vm_flags, unsigned long pgoff, struct address_space *file)
+{
 	struct vm_area_struct *vma;
 	long err;
 
 	err = do_vmi_munmap(mm, addr, len, false);
 	if (err)
-		return err;
+		goto fail;
 	if ((vm_flags & (VM_NORESERVE | VM_SHARED | VM_WRITE)) == VM_WRITE)
 		vm_flags |= VM_ACCOUNT;
 	vm_flags = ksm_vma_flags(mm, vm_flags);
+	err = -ENOMEM;
 	vma = vm_area_alloc(mm);
 	if (!vma)
-		return -ENOMEM;
+		goto fail;
+	if (!file && (vm_flags & VM_SHARED)) {
+		/* Linux's shmem_zero_setup: shared anonymous memory is a file. */
+		int e;
+
+		file = shmem_file_setup(mm->machine, len, &e);
+		if (!file) {
+			vm_area_free(vma);
+			return e;
+		}
+	}
+	vma->vm_file = file;   /* the caller's reference becomes the VMA's */
 	vma->vm_start = addr;
 	vma->vm_end = addr + len;
 	vma->vm_pgoff = pgoff;
@@ -131,6 +168,10 @@ long mmap_region(struct sm_mm *mm, unsigned long addr, unsigned long len,
 	vma_merge_neighbours(mm, vma, &VMA_NEW_RANGE);
 	vm_stat_account(mm, vm_flags, (long)(len >> PAGE_SHIFT));
 	return (long)addr;
+fail:
+	if (file)
+		mapping_put(file);
+	return err;
 }
 
 long populate_range(struct sm_mm *mm, unsigned long start, unsigned long end, enum populate_mode mode)
@@ -165,10 +206,45 @@ long populate_range(struct sm_mm *mm, unsigned long start, unsigned long end, en
 	return 0;
 }
 
+/* Linux's do_mmap checks for a file: which mappings its fd allows. */
+static long file_mmap_flags(const struct mmap_file *f, int prot, int *flags,
+			    unsigned long *vm_flags, unsigned long len, unsigned long pgoff)
+{
+	/* file_mmap_ok: the range must fit below MAX_LFS_FILESIZE. */
+	if (len > (unsigned long)LLONG_MAX || pgoff > ((unsigned long)LLONG_MAX - len) >> PAGE_SHIFT)
+		return -EOVERFLOW;
+	switch (*flags & MAP_TYPE_MASK) {
+	case MAP_SHARED:
+		*flags &= LEGACY_MAP_MASK;
+		/* fall through */
+	case MAP_SHARED_VALIDATE:
+		if (*flags & ~LEGACY_MAP_MASK)
+			return -EOPNOTSUPP;
+		if ((prot & PROT_WRITE) && f->accmode == O_RDONLY)
+			return -EACCES;
+		*vm_flags |= VM_SHARED | VM_MAYSHARE;
+		if (f->accmode == O_RDONLY)
+			*vm_flags &= ~(VM_MAYWRITE | VM_SHARED);
+		/* fall through */
+	case MAP_PRIVATE:
+		if (f->accmode == O_WRONLY)
+			return -EACCES;
+		if (!f->regular)
+			return -ENODEV;
+		if (*flags & MAP_GROWSDOWN)
+			return -EINVAL;
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
 static long do_mmap(struct sm_mm *mm, unsigned long addr, unsigned long len, int prot,
-		    int flags, unsigned long pgoff, unsigned long *populate)
+		    int flags, unsigned long pgoff, const struct mmap_file *file,
+		    unsigned long *populate)
 {
 	unsigned long vm_flags = VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
+	struct address_space *as = NULL;
 	long ret;
 
 	if (!(flags & MAP_FIXED) && addr && (addr & PAGE_MASK) < MMAP_MIN_ADDR)
@@ -187,14 +263,26 @@ static long do_mmap(struct sm_mm *mm, unsigned long addr, unsigned long len, int
 		return (long)addr;
 	if ((flags & MAP_FIXED_NOREPLACE) && !range_free(mm, addr, len))
 		return -EEXIST;
-	switch (flags & MAP_TYPE_MASK) {
-	case MAP_PRIVATE:
-		break;
-	case MAP_SHARED:
-	case MAP_DROPPABLE:
-		return -EOPNOTSUPP;   /* shared and droppable anonymous memory: not yet */
-	default:
-		return -EINVAL;
+	if (file) {
+		ret = file_mmap_flags(file, prot, &flags, &vm_flags, len, pgoff);
+		if (ret)
+			return ret;
+	} else {
+		switch (flags & MAP_TYPE_MASK) {
+		case MAP_PRIVATE:
+			pgoff = addr >> PAGE_SHIFT;
+			break;
+		case MAP_SHARED:
+			if (flags & MAP_GROWSDOWN)
+				return -EINVAL;
+			pgoff = 0;
+			vm_flags |= VM_SHARED | VM_MAYSHARE;
+			break;
+		case MAP_DROPPABLE:
+			return -EOPNOTSUPP;   /* droppable memory: not yet */
+		default:
+			return -EINVAL;
+		}
 	}
 
 	if (prot & PROT_READ)
@@ -211,9 +299,14 @@ static long do_mmap(struct sm_mm *mm, unsigned long addr, unsigned long len, int
 		vm_flags |= VM_NOHUGEPAGE;
 	if (flags & MAP_NORESERVE)
 		vm_flags |= VM_NORESERVE;
-	pgoff = addr >> PAGE_SHIFT;
+	if (file) {
+		int err;
 
-	ret = mmap_region(mm, addr, len, vm_flags, pgoff);
+		as = filemap_get(mm->machine, file->fd, &err);
+		if (!as)
+			return err;
+	}
+	ret = mmap_region_file(mm, addr, len, vm_flags, pgoff, as);
 	if (ret >= 0 && ((vm_flags & VM_LOCKED) ||
 			 (flags & (MAP_POPULATE | MAP_NONBLOCK)) == MAP_POPULATE))
 		*populate = len;
@@ -226,17 +319,31 @@ long sm_mmap(struct sm_mm *mm, unsigned long addr, unsigned long len, int prot,
 	unsigned long populate = 0;
 	long ret;
 
+	struct mmap_file file, *filep = NULL;
+
 	if (offset & ~PAGE_MASK)
 		return -EINVAL;
-	if (!(flags & MAP_ANONYMOUS))
-		return fd < 0 ? -EBADF : -ENODEV;
-	if (flags & MAP_HUGETLB)
+	if (!(flags & MAP_ANONYMOUS)) {
+		struct stat st;
+		int fl = fd < 0 ? -1 : fcntl(fd, F_GETFL);
+
+		if (fl < 0)
+			return -EBADF;
+		if (flags & MAP_HUGETLB)
+			return -EINVAL;   /* not a hugetlbfs file */
+		if (fstat(fd, &st))
+			return -EBADF;
+		file = (struct mmap_file){ fd, fl & O_ACCMODE, S_ISREG(st.st_mode) };
+		filep = &file;
+	} else if (flags & MAP_HUGETLB) {
 		return -ENOMEM;   /* as a kernel with no huge pages reserved */
+	}
 	if (!len)
 		return -EINVAL;
 	mm_syscall_enter(mm);
 	down_write(&mm->mmap_lock);
-	ret = do_mmap(mm, addr, len, prot, flags, (unsigned long)offset >> PAGE_SHIFT, &populate);
+	ret = do_mmap(mm, addr, len, prot, flags, (unsigned long)offset >> PAGE_SHIFT, filep,
+		      &populate);
 	if (ret >= 0 && populate) {
 		downgrade_write(&mm->mmap_lock);
 		populate_range(mm, (unsigned long)ret, (unsigned long)ret + populate, POPULATE_MMAP);

@@ -14,6 +14,11 @@ unsigned long get_unmapped_area(struct sm_mm *mm, unsigned long addr, unsigned l
  * Precondition: mmap_lock held for writing. Returns addr or -errno. */
 long mmap_region(struct sm_mm *mm, unsigned long addr, unsigned long len,
 		 unsigned long vm_flags, unsigned long pgoff);
+/* The same for a file (its reference passes to the VMA, or is dropped on
+ * failure); VM_SHARED without a file makes a shmem file. */
+struct address_space;
+long mmap_region_file(struct sm_mm *mm, unsigned long addr, unsigned long len,
+		      unsigned long vm_flags, unsigned long pgoff, struct address_space *file);
 /* Unmap [start, start+len). With `unlock` the mmap_lock (held for writing
  * on entry) is downgraded after the VMAs are detached and released on
  * return (also on error). Returns 0 or -errno. */

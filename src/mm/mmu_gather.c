@@ -3,9 +3,15 @@
  *
  *   1. zap clears PTEs under the PTE lock and records the range and the
  *      folios (tlb_remove_folio_refs) — anonymous rmaps are removed at once;
+ *      a file folio whose PTE was dirty keeps its rmap for now
+ *      (tlb_remove_folio_refs_delay_rmap, Linux 6.2's delayed rmap);
  *   2. tlb_flush_mmu shoots down every CPU's TLB entries for the range
  *      (hw/tlb.c: when it returns no CPU can still use them);
- *   3. only then are the folio references dropped, so a frame is freed only
+ *   3. then the delayed rmaps are removed — zap flushes before releasing the
+ *      PTE lock whenever it delayed one, so writeback, which takes that lock
+ *      when the folio still looks mapped, never sees it unmapped while a CPU
+ *      can still write to it;
+ *   4. only then are the folio references dropped, so a frame is freed only
  *      once no CPU can reach it;
  *   4. page-table pages additionally wait for an RCU grace period
  *      (liburcu call_rcu), because a lockless walker may be reading one
@@ -17,6 +23,7 @@
 #include "base/rcu.h"
 #include "mm/mmu_gather.h"
 #include "mm/folio.h"
+#include "mm/rmap.h"
 
 struct table_batch {
 	struct rcu_head rcu;
@@ -35,6 +42,7 @@ void tlb_gather_mmu(struct mmu_gather *tlb, struct sm_mm *mm)
 {
 	tlb->mm = mm;
 	tlb->fullmm = false;
+	tlb->delayed_rmap = false;
 	tlb->nr = 0;
 	tlb->nr_tables = 0;
 	INIT_LIST_HEAD(&tlb->tables);
@@ -56,9 +64,15 @@ void flush_tlb_range(struct sm_mm *mm, unsigned long start, unsigned long end)
 
 static void free_gathered_pages(struct mmu_gather *tlb)
 {
-	for (unsigned i = 0; i < tlb->nr; i++)
-		folio_put_refs(tlb->mm->machine, tlb->pages[i].page, tlb->pages[i].refs);
+	for (unsigned i = 0; i < tlb->nr; i++) {
+		struct gathered_page *g = &tlb->pages[i];
+
+		if (g->delay_rmap)
+			folio_remove_rmap_ptes(g->page, g->delay_rmap, g->refs);
+		folio_put_refs(tlb->mm->machine, g->page, g->refs);
+	}
 	tlb->nr = 0;
+	tlb->delayed_rmap = false;
 }
 
 static void free_table_list(struct sm_machine *m, struct sm_mm *mm, struct list_head *tables)
@@ -117,13 +131,22 @@ void tlb_flush_mmu(struct mmu_gather *tlb)
 
 void tlb_remove_folio_refs(struct mmu_gather *tlb, struct page *head, int refs)
 {
-	if (tlb->nr && tlb->pages[tlb->nr - 1].page == head) {
+	if (tlb->nr && tlb->pages[tlb->nr - 1].page == head && !tlb->pages[tlb->nr - 1].delay_rmap) {
 		tlb->pages[tlb->nr - 1].refs += refs;
 		return;
 	}
 	if (tlb->nr == MMU_GATHER_BATCH)
 		tlb_flush_mmu(tlb);
-	tlb->pages[tlb->nr++] = (struct gathered_page){ head, refs };
+	tlb->pages[tlb->nr++] = (struct gathered_page){ head, refs, NULL };
+}
+
+void tlb_remove_folio_refs_delay_rmap(struct mmu_gather *tlb, struct page *head,
+				      struct page *page, int nr)
+{
+	if (tlb->nr == MMU_GATHER_BATCH)
+		tlb_flush_mmu(tlb);
+	tlb->pages[tlb->nr++] = (struct gathered_page){ head, nr, page };
+	tlb->delayed_rmap = true;
 }
 
 void tlb_remove_table(struct mmu_gather *tlb, struct page *table)

@@ -109,8 +109,9 @@ static struct vm_area_struct *copy_vma(struct vm_area_struct *vma, unsigned long
 		return NULL;
 	new->vm_start = new_addr;
 	new->vm_end = new_addr + len;
-	/* Unfaulted anonymous memory takes the new place's offset, to merge. */
-	if (vma->anon_vma)
+	/* Unfaulted anonymous memory takes the new place's offset, to merge;
+	 * a file's offset is where in the file, wherever it is mapped. */
+	if (vma->anon_vma || vma->vm_file)
 		new->vm_pgoff = vma->vm_pgoff + ((addr - vma->vm_start) >> PAGE_SHIFT);
 	else
 		new->vm_pgoff = new_addr >> PAGE_SHIFT;

@@ -248,6 +248,11 @@ void folio_dup_anon_rmap_ptes(struct page *head, struct page *page, int nr)
 	mapcounts_add(head, page, nr, 1);
 }
 
+void folio_add_file_rmap_ptes(struct page *head, struct page *page, int nr)
+{
+	mapcounts_add(head, page, nr, 1);
+}
+
 /*
  * The anon rmap walk. A folio's anon_vma lists every VMA that may map it
  * (the faulting VMA, its split pieces, and its descendants through fork);

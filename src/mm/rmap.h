@@ -34,6 +34,10 @@ void folio_remove_rmap_ptes(struct page *head, struct page *page, int nr);
 /* fork: nr consecutive pages gain a PTE mapping each in the child, and are
  * no longer exclusive to one mm. Precondition: both PTE locks held. */
 void folio_dup_anon_rmap_ptes(struct page *head, struct page *page, int nr);
+/* nr consecutive pages of a page cache folio gain a PTE mapping each (the
+ * file rmap itself is the VMA's place in the file's interval tree).
+ * Precondition: PTE lock held. */
+void folio_add_file_rmap_ptes(struct page *head, struct page *page, int nr);
 
 /* Call fn on every PTE that maps page, in every VMA its anon_vma reaches.
  * fn returns false to stop. Returns the number of PTEs visited. */

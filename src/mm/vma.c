@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "mm/vma.h"
+#include "mm/filemap.h"
 #include "mm/memory.h"
 #include "mm/rmap.h"
 
@@ -38,16 +39,24 @@ struct vm_area_struct *vm_area_dup(struct vm_area_struct *orig)
 	vma->vm_start = orig->vm_start;
 	vma->vm_end = orig->vm_end;
 	vma->detached = true;
+	vma->in_file_rmap = false;
+	memset(&vma->shared_rb, 0, sizeof(vma->shared_rb));
 	if (anon_vma_clone(vma, orig)) {
 		free(vma);
 		return NULL;
 	}
+	if (vma->vm_file)
+		mapping_get(vma->vm_file);
 	return vma;
 }
 
 void vm_area_free(struct vm_area_struct *vma)
 {
 	unlink_anon_vmas(vma);
+	if (vma->vm_file) {
+		file_rmap_unlink(vma);
+		mapping_put(vma->vm_file);
+	}
 	free(vma);
 }
 
@@ -80,6 +89,7 @@ int vma_link(struct sm_mm *mm, struct vm_area_struct *vma)
 		return err;
 	vma->detached = false;
 	mm->map_count++;
+	file_rmap_link(vma);
 	return 0;
 }
 
@@ -93,9 +103,7 @@ void vma_unlink(struct sm_mm *mm, struct vm_area_struct *vma)
 void vma_set_range(struct vm_area_struct *vma, unsigned long start, unsigned long end,
 		   unsigned long pgoff)
 {
-	vma->vm_start = start;
-	vma->vm_end = end;
-	vma->vm_pgoff = pgoff;
+	file_rmap_set_range(vma, start, end, pgoff);
 	if (!vma->detached)
 		gt_update(&vma->vm_mm->mm_mt, &vma->vm_node);
 }
@@ -175,7 +183,7 @@ static bool anon_vma_mergeable(const struct vm_area_struct *tgt, const struct vm
 bool vmas_can_merge(const struct vm_area_struct *a, const struct vm_area_struct *b,
 		    const struct vm_area_struct *src, const struct vma_merge_src *m)
 {
-	return a->vm_end == b->vm_start &&
+	return a->vm_end == b->vm_start && a->vm_file == b->vm_file &&
 	       ((a->vm_flags ^ b->vm_flags) & ~VM_IGNORE_MERGE) == 0 &&
 	       a->vm_pgoff + vma_pages(a) == b->vm_pgoff &&
 	       anon_vma_mergeable(src == a ? b : a, src, m);

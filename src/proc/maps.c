@@ -5,7 +5,10 @@
  * A maps line is Linux's show_map_vma: "start-end perms offset dev inode ",
  * then, when the VMA has a name, spaces to column 73 and the name. An
  * anonymous VMA shows offset 0 (whatever its vm_pgoff), device 00:00 and
- * inode 0; without a name the line ends in that space.
+ * inode 0; without a name the line ends in that space. A file VMA shows its
+ * offset in the file, the host file's device and inode, and the path the
+ * host gives its fd; shared anonymous memory is "/dev/zero (deleted)" on
+ * device 00:01, as Linux shows its shmem file.
  *
  * Locking: sm_proc_read holds mm->mmap_lock for reading around the whole
  * view, so a read sees one consistent set of VMAs.
@@ -14,9 +17,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/sysmacros.h>
 #include "base/rcu.h"
 #include "base/rwsem.h"
 #include "mm/vma.h"
+#include "mm/filemap.h"
 #include "proc/proc.h"
 
 /* Where the name column starts: Linux's 25 + 6 * sizeof(void *) - 1. */
@@ -54,14 +59,21 @@ void seq_put_field(struct seq *s, const char *name, unsigned long long value, co
 	seq_printf(s, "%-*s%*llu%s\n", name_width, name, 24 - name_width, value, unit);
 }
 
-void show_vma_header_prefix(struct seq *s, unsigned long start, unsigned long end,
-			    unsigned long flags, unsigned long long pgoff)
+static void show_header(struct seq *s, unsigned long start, unsigned long end,
+			unsigned long flags, unsigned long long pgoff, unsigned long dev,
+			unsigned long ino)
 {
 	seq_setwidth(s, MAPS_NAME_WIDTH);
 	seq_printf(s, "%08lx-%08lx %c%c%c%c %08llx %02x:%02x %lu ", start, end,
 		   flags & VM_READ ? 'r' : '-', flags & VM_WRITE ? 'w' : '-',
 		   flags & VM_EXEC ? 'x' : '-', flags & VM_MAYSHARE ? 's' : 'p',
-		   pgoff, 0u, 0u, 0ul);
+		   pgoff, major(dev), minor(dev), ino);
+}
+
+void show_vma_header_prefix(struct seq *s, unsigned long start, unsigned long end,
+			    unsigned long flags, unsigned long long pgoff)
+{
+	show_header(s, start, end, flags, pgoff, 0, 0);
 }
 
 /* Linux's vma_is_initial_heap: the VMA overlaps [start_brk, brk). */
@@ -72,6 +84,15 @@ static bool vma_is_initial_heap(const struct sm_mm *mm, const struct vm_area_str
 
 void show_map_vma(struct seq *s, struct sm_mm *mm, struct vm_area_struct *vma)
 {
+	const struct address_space *f = vma->vm_file;
+
+	if (f) {
+		show_header(s, vma->vm_start, vma->vm_end, vma->vm_flags,
+			    (unsigned long long)vma->vm_pgoff << PAGE_SHIFT, f->dev, f->ino);
+		seq_pad(s, ' ');
+		seq_printf(s, "%s\n", f->path);
+		return;
+	}
 	show_vma_header_prefix(s, vma->vm_start, vma->vm_end, vma->vm_flags, 0);
 	if (vma_is_initial_heap(mm, vma)) {
 		seq_pad(s, ' ');

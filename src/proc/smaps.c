@@ -162,8 +162,8 @@ static bool thp_eligible(const struct vm_area_struct *vma)
 	const struct sm_machine *m = vma->vm_mm->machine;
 	unsigned orders;
 
-	if (vma->vm_flags & VM_NOHUGEPAGE)
-		return false;
+	if ((vma->vm_flags & VM_NOHUGEPAGE) || vma->vm_file)
+		return false;   /* files: softmm caches 4 KiB folios only */
 	orders = m->anon_orders_always | ((vma->vm_flags & VM_HUGEPAGE) ? m->anon_orders_madvise : 0);
 	for (int order = 31; order >= 0; order--) {
 		unsigned long size = PAGE_SIZE << order;

@@ -1,0 +1,316 @@
+/*
+ * File and shared mappings: the page cache shared by every mm, shared
+ * writes reaching the host file (msync, last unmap, exit, zap of a dirty
+ * PTE), private copy-on-write, SIGBUS beyond the end of the file, mmap and
+ * msync argument checks, fork keeping shared mappings shared, shmem, the
+ * maps line, and every frame back at the end (invariant checker after each
+ * step).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <cmocka.h>
+#include "mm/filemap.h"
+#include "mm/pgtable.h"
+
+#define PG 4096ul
+
+struct env {
+	struct sm_machine *m;
+	struct sm_cpu *cpu;
+	struct sm_mm *mm;
+	uint64_t free0;
+	char dir[64];
+	char path[96];
+	int fd;
+};
+
+static struct env E;
+
+static void make_file(struct env *e, size_t size, int seed)
+{
+	char *buf = malloc(size + 1);
+
+	snprintf(e->path, sizeof(e->path), "%s/f%d", e->dir, seed);
+	e->fd = open(e->path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(e->fd >= 0);
+	for (size_t i = 0; i < size; i++)
+		buf[i] = (char)(i * 7 + (size_t)seed);
+	assert_int_equal(pwrite(e->fd, buf, size, 0), (ssize_t)size);
+	free(buf);
+}
+
+static int setup(void **state)
+{
+	struct sm_config cfg = { .ram_bytes = 64 << 20, .flags = SM_CFG_POISON_FREED | SM_CFG_CHECK_INVARIANTS };
+	struct sm_machine_stats st;
+
+	(void)state;
+	memset(&E, 0, sizeof(E));
+	strcpy(E.dir, "/tmp/test_filemap.XXXXXX");
+	assert_non_null(mkdtemp(E.dir));
+	E.m = sm_machine_create(&cfg);
+	assert_non_null(E.m);
+	assert_int_equal(sm_flusher(E.m, NULL), 0);   /* deterministic: no background writeback */
+	E.cpu = sm_cpu_create(E.m);
+	E.mm = sm_mm_create(E.m);
+	sm_cpu_switch_mm(E.cpu, E.mm);
+	sm_machine_stats(E.m, &st);
+	E.free0 = st.free_frames;
+	make_file(&E, 4 * PG, 1);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct sm_machine_stats st;
+
+	(void)state;
+	sm_cpu_switch_mm(E.cpu, NULL);
+	sm_mm_destroy(E.mm);
+	sm_cpu_destroy(E.cpu);
+	sm_machine_stats(E.m, &st);
+	/* The mm's PGD was counted in free0; everything else is back. */
+	assert_int_equal(st.free_frames, E.free0 + 1);
+	sm_machine_destroy(E.m);
+	close(E.fd);
+	unlink(E.path);
+	rmdir(E.dir);
+	return 0;
+}
+
+static char file_byte(int fd, off_t off)
+{
+	char c = 0;
+
+	assert_int_equal(pread(fd, &c, 1, off), 1);
+	return c;
+}
+
+static void test_shared_write_msync(void **state)
+{
+	long a = sm_mmap(E.mm, 0, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, E.fd, 0);
+	char c = 0;
+
+	(void)state;
+	assert_true(a > 0);
+	assert_int_equal(sm_read(E.cpu, (unsigned long)a + 5, &c, 1), 0);
+	assert_int_equal(c, (char)(5 * 7 + 1));
+	assert_int_equal(sm_write(E.cpu, (unsigned long)a + PG + 3, "X", 1), 0);
+	assert_int_equal(file_byte(E.fd, PG + 3), (char)((PG + 3) * 7 + 1));   /* not yet */
+	assert_int_equal(sm_msync(E.mm, (unsigned long)a, 4 * PG, MS_SYNC), 0);
+	assert_int_equal(file_byte(E.fd, PG + 3), 'X');
+	/* Written again after writeback cleaned it: dirty again. */
+	assert_int_equal(sm_write(E.cpu, (unsigned long)a + PG + 4, "Y", 1), 0);
+	assert_int_equal(sm_msync(E.mm, (unsigned long)a, PG * 2, MS_ASYNC), 0);
+	assert_int_equal(file_byte(E.fd, PG + 4), 'Y');
+	/* A dirty PTE zapped by MADV_DONTNEED leaves a dirty folio. */
+	assert_int_equal(sm_write(E.cpu, (unsigned long)a + 2 * PG, "Z", 1), 0);
+	assert_int_equal(sm_madvise(E.mm, (unsigned long)a, 4 * PG, MADV_DONTNEED), 0);
+	assert_int_equal(sm_msync(E.mm, (unsigned long)a, 4 * PG, MS_SYNC), 0);
+	assert_int_equal(file_byte(E.fd, 2 * PG), 'Z');
+	/* The last munmap writes back without msync. */
+	assert_int_equal(sm_write(E.cpu, (unsigned long)a + 3 * PG, "W", 1), 0);
+	assert_int_equal(sm_munmap(E.mm, (unsigned long)a, 4 * PG), 0);
+	assert_int_equal(file_byte(E.fd, 3 * PG), 'W');
+}
+
+static void test_private_cow(void **state)
+{
+	long s = sm_mmap(E.mm, 0, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, E.fd, 0);
+	long p = sm_mmap(E.mm, 0, 4 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE, E.fd, 0);
+	char c;
+
+	(void)state;
+	assert_true(s > 0 && p > 0);
+	assert_int_equal(sm_read(E.cpu, (unsigned long)p, &c, 1), 0);   /* maps the cache */
+	assert_int_equal(sm_write(E.cpu, (unsigned long)s, "S", 1), 0);
+	assert_int_equal(sm_read(E.cpu, (unsigned long)p, &c, 1), 0);
+	assert_int_equal(c, 'S');   /* not yet copied: sees the shared write */
+	assert_int_equal(sm_write(E.cpu, (unsigned long)p, "P", 1), 0);
+	assert_int_equal(sm_read(E.cpu, (unsigned long)s, &c, 1), 0);
+	assert_int_equal(c, 'S');
+	assert_int_equal(sm_write(E.cpu, (unsigned long)p + PG, "Q", 1), 0);   /* do_cow_fault */
+	assert_int_equal(sm_read(E.cpu, (unsigned long)s + PG, &c, 1), 0);
+	assert_int_equal(c, (char)(PG * 7 + 1));
+	assert_int_equal(sm_munmap(E.mm, (unsigned long)p, 4 * PG), 0);
+	assert_int_equal(sm_munmap(E.mm, (unsigned long)s, 4 * PG), 0);
+	assert_int_equal(file_byte(E.fd, 0), 'S');
+	assert_int_equal(file_byte(E.fd, PG), (char)(PG * 7 + 1));
+}
+
+static void test_sigbus_and_tail(void **state)
+{
+	char path[128];
+	int fd;
+	long a;
+	char c = 1;
+	struct stat st;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/short", E.dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_int_equal(pwrite(fd, "hello", 5, 0), 5);
+	a = sm_mmap(E.mm, 0, 3 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(a > 0);
+	assert_int_equal(sm_read(E.cpu, (unsigned long)a + 100, &c, 1), 0);
+	assert_int_equal(c, 0);
+	assert_int_equal(sm_write(E.cpu, (unsigned long)a + 100, "T", 1), 0);
+	assert_int_equal(sm_read(E.cpu, (unsigned long)a + PG, &c, 1), SM_SIGBUS);
+	assert_int_equal(sm_write(E.cpu, (unsigned long)a + 2 * PG, "T", 1), SM_SIGBUS);
+	assert_int_equal(sm_write(E.cpu, (unsigned long)a, "J", 1), 0);
+	assert_int_equal(sm_msync(E.mm, (unsigned long)a, 3 * PG, MS_SYNC), 0);
+	fstat(fd, &st);
+	assert_int_equal(st.st_size, 5);   /* the tail past EOF is not written */
+	assert_int_equal(file_byte(fd, 0), 'J');
+	/* The host grows the file: the page is there now. */
+	assert_int_equal(ftruncate(fd, 2 * PG), 0);
+	assert_int_equal(sm_read(E.cpu, (unsigned long)a + PG, &c, 1), 0);
+	assert_int_equal(sm_munmap(E.mm, (unsigned long)a, 3 * PG), 0);
+	close(fd);
+	unlink(path);
+}
+
+static void test_mmap_checks(void **state)
+{
+	int ro = open(E.path, O_RDONLY), wo = open(E.path, O_WRONLY);
+	long a;
+
+	(void)state;
+	assert_int_equal(sm_mmap(E.mm, 0, PG, PROT_READ, MAP_SHARED, -1, 0), -EBADF);
+	assert_int_equal(sm_mmap(E.mm, 0, PG, PROT_READ, MAP_SHARED, 999, 0), -EBADF);
+	assert_int_equal(sm_mmap(E.mm, 0, PG, PROT_READ, MAP_SHARED, E.fd, 1), -EINVAL);
+	assert_int_equal(sm_mmap(E.mm, 0, PG, PROT_READ | PROT_WRITE, MAP_SHARED, ro, 0), -EACCES);
+	assert_int_equal(sm_mmap(E.mm, 0, PG, PROT_READ, MAP_PRIVATE, wo, 0), -EACCES);
+	assert_int_equal(sm_mmap(E.mm, 0, PG, PROT_READ, 0, E.fd, 0), -EINVAL);
+	assert_int_equal(sm_mmap(E.mm, 0, PG, PROT_READ, MAP_SHARED_VALIDATE | 0x200, E.fd, 0),
+			 -EOPNOTSUPP);
+	{
+		int dfd = open(E.dir, O_RDONLY | O_DIRECTORY);
+
+		assert_int_equal(sm_mmap(E.mm, 0, PG, PROT_READ, MAP_PRIVATE, dfd, 0), -ENODEV);
+		close(dfd);
+	}
+	/* MAP_SHARED of a read-only fd: no VM_MAYWRITE, so never writable. */
+	a = sm_mmap(E.mm, 0, PG, PROT_READ, MAP_SHARED, ro, 0);
+	assert_true(a > 0);
+	assert_int_equal(sm_mprotect(E.mm, (unsigned long)a, PG, PROT_READ | PROT_WRITE), -EACCES);
+	assert_int_equal(sm_munmap(E.mm, (unsigned long)a, PG), 0);
+	/* msync's checks. */
+	a = sm_mmap(E.mm, 0, 2 * PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_LOCKED, E.fd, 0);
+	assert_true(a > 0);
+	assert_int_equal(sm_msync(E.mm, (unsigned long)a, PG, 8), -EINVAL);
+	assert_int_equal(sm_msync(E.mm, (unsigned long)a + 1, PG, MS_SYNC), -EINVAL);
+	assert_int_equal(sm_msync(E.mm, (unsigned long)a, PG, MS_SYNC | MS_ASYNC), -EINVAL);
+	assert_int_equal(sm_msync(E.mm, (unsigned long)a, PG, MS_INVALIDATE), -EBUSY);
+	assert_int_equal(sm_msync(E.mm, (unsigned long)a, 0, MS_SYNC), 0);
+	assert_int_equal(sm_msync(E.mm, (unsigned long)a + 2 * PG, PG, MS_SYNC), -ENOMEM);
+	assert_int_equal(sm_msync(E.mm, (unsigned long)a, 3 * PG, MS_SYNC), -ENOMEM);
+	assert_int_equal(sm_munmap(E.mm, (unsigned long)a, 2 * PG), 0);
+	close(ro);
+	close(wo);
+}
+
+static void test_fork_and_shmem(void **state)
+{
+	long f = sm_mmap(E.mm, 0, 2 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, E.fd, 0);
+	long p = sm_mmap(E.mm, 0, 2 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE, E.fd, 0);
+	long a = sm_mmap(E.mm, 0, 2 * PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct sm_mm *child;
+	char c;
+
+	(void)state;
+	assert_true(f > 0 && p > 0 && a > 0);
+	assert_int_equal(sm_write(E.cpu, (unsigned long)a, "A", 1), 0);
+	assert_int_equal(sm_write(E.cpu, (unsigned long)p, "p", 1), 0);
+	assert_int_equal(sm_fork(E.mm, &child), 0);
+	sm_cpu_switch_mm(E.cpu, child);
+	assert_int_equal(sm_write(E.cpu, (unsigned long)a + 1, "B", 1), 0);
+	assert_int_equal(sm_write(E.cpu, (unsigned long)f, "F", 1), 0);
+	assert_int_equal(sm_write(E.cpu, (unsigned long)p, "q", 1), 0);
+	assert_int_equal(sm_read(E.cpu, (unsigned long)a, &c, 1), 0);
+	assert_int_equal(c, 'A');
+	assert_int_equal(sm_mm_check(child), 0);
+	sm_cpu_switch_mm(E.cpu, E.mm);
+	assert_int_equal(sm_read(E.cpu, (unsigned long)a + 1, &c, 1), 0);
+	assert_int_equal(c, 'B');
+	assert_int_equal(sm_read(E.cpu, (unsigned long)f, &c, 1), 0);
+	assert_int_equal(c, 'F');
+	assert_int_equal(sm_read(E.cpu, (unsigned long)p, &c, 1), 0);
+	assert_int_equal(c, 'p');
+	assert_int_equal(sm_mm_check(E.mm), 0);
+	sm_mm_destroy(child);
+	assert_int_equal(file_byte(E.fd, 0), 'F');   /* exit wrote it back */
+	assert_int_equal(sm_munmap(E.mm, (unsigned long)f, 2 * PG), 0);
+	assert_int_equal(sm_munmap(E.mm, (unsigned long)p, 2 * PG), 0);
+	assert_int_equal(sm_munmap(E.mm, (unsigned long)a, 2 * PG), 0);
+}
+
+static void test_maps_line(void **state)
+{
+	long a = sm_mmap(E.mm, 0, 2 * PG, PROT_READ, MAP_SHARED, E.fd, PG);
+	long s = sm_mmap(E.mm, 0, PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	char buf[4096], want[256];
+	struct stat st;
+
+	(void)state;
+	fstat(E.fd, &st);
+	assert_true(sm_proc_read(E.mm, "maps", buf, sizeof(buf)) > 0);
+	snprintf(want, sizeof(want), "%08lx-%08lx r--s 00001000 %02x:%02x %lu", (unsigned long)a,
+		 (unsigned long)a + 2 * PG, major(st.st_dev), minor(st.st_dev), (unsigned long)st.st_ino);
+	assert_non_null(strstr(buf, want));
+	assert_non_null(strstr(buf, E.path));
+	assert_non_null(strstr(buf, "rw-s 00000000 00:01 "));
+	assert_non_null(strstr(buf, "/dev/zero (deleted)"));
+	assert_int_equal(sm_munmap(E.mm, (unsigned long)a, 2 * PG), 0);
+	assert_int_equal(sm_munmap(E.mm, (unsigned long)s, PG), 0);
+}
+
+static void test_split_merge_mremap(void **state)
+{
+	long a = sm_mmap(E.mm, 0, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, E.fd, 0);
+	long b;
+	char c;
+
+	(void)state;
+	assert_true(a > 0);
+	assert_int_equal(sm_write(E.cpu, (unsigned long)a + 2 * PG, "M", 1), 0);
+	assert_int_equal(sm_mprotect(E.mm, (unsigned long)a + PG, PG, PROT_READ), 0);
+	assert_int_equal(sm_mprotect(E.mm, (unsigned long)a + PG, PG, PROT_READ | PROT_WRITE), 0);
+	b = sm_mremap(E.mm, (unsigned long)a + 2 * PG, 2 * PG, 2 * PG, MREMAP_MAYMOVE | MREMAP_FIXED,
+		      (unsigned long)a + 64 * PG);
+	assert_int_equal(b, a + 64 * PG);
+	assert_int_equal(sm_read(E.cpu, (unsigned long)b, &c, 1), 0);
+	assert_int_equal(c, 'M');
+	assert_int_equal(sm_write(E.cpu, (unsigned long)b + PG, "N", 1), 0);
+	assert_int_equal(sm_msync(E.mm, (unsigned long)b, 2 * PG, MS_SYNC), 0);
+	assert_int_equal(file_byte(E.fd, 3 * PG), 'N');
+	assert_int_equal(file_byte(E.fd, 2 * PG), 'M');
+	assert_int_equal(sm_munmap(E.mm, (unsigned long)a, 2 * PG), 0);
+	assert_int_equal(sm_munmap(E.mm, (unsigned long)b, 2 * PG), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_shared_write_msync, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_private_cow, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sigbus_and_tail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mmap_checks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fork_and_shmem, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_maps_line, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_split_merge_mremap, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
