@@ -352,6 +352,25 @@ static void test_delayed_rmap_saves_the_write(void **state)
 	assert_int_equal(lost_write_window(SM_CFG_NO_DELAY_RMAP, '3'), '2');
 }
 
+static void test_flusher(void **state)
+{
+	struct sm_flusher_config fc = { .interval_ms = 5 };
+	struct sm_flusher_stats st;
+	long a = sm_mmap(E.mm, 0, PG, PROT_READ | PROT_WRITE, MAP_SHARED, E.fd, 0);
+
+	(void)state;
+	assert_true(a > 0);
+	assert_int_equal(sm_flusher(E.m, &fc), 0);
+	assert_int_equal(sm_write(E.cpu, (unsigned long)a + 7, "F", 1), 0);
+	for (int i = 0; i < 2000 && file_byte(E.fd, 7) != 'F'; i++)
+		usleep(1000);
+	assert_int_equal(file_byte(E.fd, 7), 'F');   /* no msync: the flusher wrote it */
+	sm_flusher_stats(E.m, &st);
+	assert_true(st.passes > 0 && st.pages_written > 0);
+	assert_int_equal(sm_flusher(E.m, NULL), 0);
+	assert_int_equal(sm_munmap(E.mm, (unsigned long)a, PG), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -363,6 +382,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_maps_line, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_split_merge_mremap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delayed_rmap_saves_the_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flusher, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
