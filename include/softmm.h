@@ -226,6 +226,10 @@ struct sm_machine_stats {
 	uint64_t tlb_local_flushes; /* flushes handled on the calling CPU alone */
 	/* KSM (issue 7) */
 	uint64_t cow_bytes_copied;  /* bytes copied by copy-on-write faults */
+	/* munmap (issue 4): its zap runs under the read lock and lets a queued
+	 * writer in between PTE tables, keeping the range reserved meanwhile. */
+	uint64_t munmap_lock_drops;     /* times a zap let the mmap_lock go for a writer */
+	uint64_t munmap_reserve_waits;  /* fixed mappings that waited for such a range */
 };
 void sm_machine_stats(struct sm_machine *m, struct sm_machine_stats *st);
 

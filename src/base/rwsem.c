@@ -469,6 +469,14 @@ int rwsem_is_contended(struct rwsem *s)
 	return (__atomic_load_n(&s->count, __ATOMIC_RELAXED) & RWSEM_FLAG_WAITERS) != 0;
 }
 
+int rwsem_writer_waiting(struct rwsem *s)
+{
+	/* Held for reading, the lock is free for readers: a reader that
+	 * queued had found a writer ahead of it, and grants run every reader
+	 * up to the next writer, so the queue's head is a writer. */
+	return rwsem_is_contended(s);
+}
+
 int rwsem_held_by_current(struct rwsem *s, int write)
 {
 	if (hold_find(s, SM_LOCK_WRITE) >= 0 || (!write && hold_find(s, SM_LOCK_READ) >= 0))

@@ -46,6 +46,10 @@ void downgrade_write(struct rwsem *s);
 int  rwsem_is_locked(struct rwsem *s);         /* held by anybody, either mode */
 int  rwsem_is_write_locked(struct rwsem *s);   /* held for writing by anybody */
 int  rwsem_is_contended(struct rwsem *s);      /* somebody is queued */
+/* Whether a writer is queued, for a reader that would let it in (munmap's
+ * zap). Precondition: held for reading by this thread, so that whoever is
+ * queued waits behind a writer: readers queue only behind one. */
+int  rwsem_writer_waiting(struct rwsem *s);
 /* Whether this thread holds it: for writing if write is set, else in either
  * mode. Exact while this thread holds at most 16 rwsem holds; beyond that
  * it falls back to rwsem_is_locked / rwsem_is_write_locked. */

@@ -1,10 +1,11 @@
 /*
  * brk: the heap VMA above start_brk, grown by extending the VMA that ends at
  * the old break (or a new one), shrunk through munmap with the same
- * downgrade as munmap. Any refused change returns the old break, as Linux.
+ * phases as munmap (munmap.c). Any refused change returns the old break, as Linux.
  */
 #include <errno.h>
 #include "mm/mmap.h"
+#include "mm/munmap.h"
 #include "mm/vma.h"
 #include "mm/mm_api.h"
 
@@ -61,6 +62,7 @@ long sm_brk(struct sm_mm *mm, unsigned long brk)
 	struct vm_area_struct *next;
 
 	mm_syscall_enter(mm);
+again:
 	down_write(&mm->mmap_lock);
 	origbrk = mm->brk;
 	if (brk < mm->start_brk || brk > TASK_SIZE)
@@ -86,7 +88,10 @@ long sm_brk(struct sm_mm *mm, unsigned long brk)
 		mm_syscall_exit(mm);
 		return (long)brk;
 	}
-	/* Growing: keep a page of distance from the next mapping. */
+	/* Growing: keep a page of distance from the next mapping, and wait
+	 * for a munmap still zapping there (a brk shrink, say) to finish. */
+	if (munmap_wait_reserved(mm, oldbrk, newbrk + PAGE_SIZE))
+		goto again;
 	next = find_vma(mm, oldbrk);
 	if (next && newbrk + PAGE_SIZE > next->vm_start)
 		goto out;

@@ -4,7 +4,8 @@
  *   - the VMA tree (ordering, gaps, map_count, page protections);
  *   - every page table: each counted once in VmPTE, each a PG_pgtable frame
  *     that is not free;
- *   - every leaf entry: inside a VMA that allows what the entry allows, its
+ *   - every leaf entry: inside a VMA that allows what the entry allows (or
+ *     a VMA that a munmap in flight detached and is still zapping), its
  *     frame not free, refcount >= mapcount >= the PTEs that map it here
  *     (equal when this is the machine's only mm);
  *   - the RSS counters against the entries counted;
@@ -24,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "mm/memory.h"
+#include "mm/munmap.h"
 #include "mm/folio.h"
 #include "mm/filemap.h"
 #include "mm/ksm.h"
@@ -75,6 +77,9 @@ static void check_vmas(struct checker *c)
 	}
 	if (n != mm->map_count)
 		BAD(c, "map_count %d but %d VMAs", mm->map_count, n);
+	for (struct gt_node *r = gt_first(&mm->munmap_reserved.vmas); r; r = gt_next(r))
+		if (find_vma_intersection(mm, r->start, r->end))
+			BAD(c, "VMA inside %lx-%lx, which a munmap is still zapping", r->start, r->end);
 }
 
 static void check_frame_in_use(struct checker *c, unsigned long pfn, const char *what)
@@ -94,6 +99,9 @@ static void check_leaf(struct checker *c, unsigned long addr, pte_t pte)
 	struct sm_mm *mm = c->mm;
 	struct vm_area_struct *vma = vma_lookup(mm, addr);
 	unsigned long pfn = pte_pfn(pte);
+
+	if (!vma)
+		vma = munmap_detached_vma(mm, addr);
 	struct page *page, *head;
 
 	if (!vma) {

@@ -14,6 +14,7 @@
 #include "mm/mmu_gather.h"
 #include "mm/mmap.h"
 #include "mm/memory.h"
+#include "mm/munmap.h"
 #include "mm/pgtable.h"
 #include "mm/pt_reclaim.h"
 #include "mm/vma.h"
@@ -137,6 +138,7 @@ struct sm_mm *sm_mm_create(struct sm_machine *m)
 	mm->machine = m;
 	rwsem_init(&mm->mmap_lock);
 	gt_init(&mm->mm_mt);
+	munmap_reserved_init(mm);
 	spin_lock_init(&mm->page_table_lock);
 	mm->task_size = TASK_SIZE;
 	mm->mmap_base = PAGE_ALIGN(TASK_SIZE - (128ul << 20));
@@ -144,6 +146,7 @@ struct sm_mm *sm_mm_create(struct sm_machine *m)
 	mm->pmap.asid = __atomic_fetch_add(&m->next_asid, 1, __ATOMIC_RELAXED);
 	INIT_LIST_HEAD(&mm->pt_scan_node);
 	if (pgd_alloc(mm)) {
+		munmap_reserved_destroy(mm);
 		rwsem_destroy(&mm->mmap_lock);
 		free(mm);
 		errno = ENOMEM;
@@ -184,6 +187,7 @@ void sm_mm_destroy(struct sm_mm *mm)
 	ksm_exit(mm);
 	if (__atomic_load_n(&mm->rcu_pending_tables, __ATOMIC_ACQUIRE))
 		rcu_barrier();
+	munmap_reserved_destroy(mm);
 	rwsem_destroy(&mm->mmap_lock);
 	__atomic_fetch_sub(&mm->machine->nr_mms, 1, __ATOMIC_RELAXED);
 	free(mm);
@@ -263,6 +267,8 @@ void sm_machine_stats(struct sm_machine *m, struct sm_machine_stats *st)
 	st->tlb_shootdowns = __atomic_load_n(&m->cpus.shootdowns, __ATOMIC_RELAXED);
 	st->tlb_local_flushes = __atomic_load_n(&m->cpus.local_flushes, __ATOMIC_RELAXED);
 	st->cow_bytes_copied = __atomic_load_n(&m->cow_bytes_copied, __ATOMIC_RELAXED);
+	st->munmap_lock_drops = __atomic_load_n(&m->munmap_lock_drops, __ATOMIC_RELAXED);
+	st->munmap_reserve_waits = __atomic_load_n(&m->munmap_reserve_waits, __ATOMIC_RELAXED);
 }
 
 void sm_mm_lock_stats(struct sm_mm *mm, struct sm_lock_stats *st)

@@ -7,6 +7,9 @@
  *   ksm->mutex               mutex; ksmd's trees and rmap items (ksm.h)
  *   pt_scanner.lock          mutex; the scanner's list of opted-in mms (pt_reclaim.c)
  *   mm->mmap_lock            rwsem; sleeping. Protects the VMA tree and VMA fields.
+ *     mm->munmap_reserved.lock  mutex; munmap's detached ranges (munmap.c); only
+ *                            the page-table locks below are taken under it;
+ *                            never held while waiting for the mmap_lock
  *     mapping->wb_lock       mutex; one writeback of a file at a time (writeback.c)
  *       mapping->i_mmap_lock mutex; the file rmap, the interval tree of the
  *                            VMAs mapping a file (file_rmap.c)
@@ -225,6 +228,19 @@ static inline struct vm_area_struct *node_vma(struct gt_node *n)
 
 /* ---------------------------------------------------------------- mm */
 
+/*
+ * Ranges that a munmap detached and is still zapping after it let the
+ * mmap_lock go (munmap.c): no new mapping may land there until it is done.
+ * The tree holds the detached VMAs themselves (vm_node). It changes under
+ * the mmap_lock (either mode) and `lock`, so holding the mmap_lock for
+ * writing, or `lock`, is enough to read it.
+ */
+struct munmap_reserved {
+	pthread_mutex_t lock;            /* after mm->mmap_lock */
+	pthread_cond_t released;         /* broadcast when ranges leave the tree */
+	struct gt_root vmas;             /* detached vm_area_structs; see above */
+};
+
 enum { MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES, NR_MM_COUNTERS };
 
 #define TASK_SIZE ((1ul << 47) - PAGE_SIZE)
@@ -250,6 +266,9 @@ struct sm_mm {
 	bool brk_set;                    /* start_brk chosen; mmap_lock write */
 
 	long rcu_pending_tables;         /* atomic: tables waiting for a grace period */
+
+	/* munmap's detached VMAs whose zap dropped the mmap_lock (munmap.c). */
+	struct munmap_reserved munmap_reserved;
 
 	struct list_head pt_scan_node;   /* machine->pt_scanner.mms; pt_scanner.lock */
 	bool pt_scan;                    /* opted in to the scanner; pt_scanner.lock */
@@ -322,6 +341,10 @@ struct sm_machine {
 	/* File mappings (filemap.c, writeback.c). */
 	bool delay_rmap;                 /* immutable: !SM_CFG_NO_DELAY_RMAP */
 	struct file_cache files;
+
+	/* munmap (munmap.c) */
+	uint64_t munmap_lock_drops;      /* atomic: zaps that let a waiting writer in */
+	uint64_t munmap_reserve_waits;   /* atomic: mappings that waited for a detached range */
 };
 
 static inline struct page *pfn_to_page(struct sm_machine *m, unsigned long pfn)

@@ -1,19 +1,16 @@
 /*
- * mmap and munmap, with x86-64 Linux's argument checks, placement and merge
- * rules. A file mapping checks the fd's access mode as do_mmap does and hands
- * the VMA a reference to the file's page cache (filemap.c); MAP_SHARED
- * without a file gets an in-memory one (shmem_file_setup).
+ * mmap, with x86-64 Linux's argument checks, placement and merge rules
+ * (munmap is munmap.c). A file mapping checks the fd's access mode as do_mmap
+ * does and hands the VMA a reference to the file's page cache (filemap.c);
+ * MAP_SHARED without a file gets an in-memory one (shmem_file_setup).
  *
  * Placement is top-down below mmap_base (TASK_SIZE - 128 MiB, Linux's value
  * without randomization), honouring a hint when the range is free; anonymous
  * mappings whose length is a multiple of 2 MiB and have no hint are aligned
  * on 2 MiB as Linux does for THP.
  *
- * munmap runs in two phases (Linux 4.20): under the write lock it splits the
- * edge VMAs and detaches every VMA of the range from the tree — from then on
- * a fault there is -EFAULT — then downgrades to the read lock to zap the
- * pages and free the page tables through the mmu_gather. The exclusive hold
- * is independent of how much memory was mapped.
+ * Ranges that a munmap in flight is still zapping (munmap.c) are neither
+ * chosen nor mapped over: placement skips them and a fixed mapping waits.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,8 +21,7 @@
 #include "mm/mmap.h"
 #include "mm/filemap.h"
 #include "mm/memory.h"
-#include "mm/mmu_gather.h"
-#include "mm/pgtable.h"
+#include "mm/munmap.h"
 #include "mm/vma.h"
 #include "mm/mm_api.h"
 
@@ -68,17 +64,48 @@ void vm_stat_account(struct sm_mm *mm, unsigned long flags, long npages)
 
 static bool range_free(struct sm_mm *mm, unsigned long addr, unsigned long len)
 {
-	return find_vma_intersection(mm, addr, addr + len) == NULL;
+	return find_vma_intersection(mm, addr, addr + len) == NULL &&
+	       munmap_reserved_intersection(mm, addr, addr + len) == NULL;
 }
 
+/*
+ * The gap search finds room among the VMAs; a munmap in flight may still
+ * reserve part of it. A top-down fit sits at the top of its gap, so what
+ * lies above the lowest reserved range it overlaps is too small: search
+ * again below that range (bottom-up: above the highest).
+ */
 static unsigned long search_topdown(struct sm_mm *mm, unsigned long len, unsigned long low,
 				    unsigned long high)
 {
+	struct gt_node *r;
 	unsigned long out;
 
-	if (gt_find_gap_topdown(&mm->mm_mt, len, low, high, PAGE_SIZE - 1, 0, &out))
-		return (unsigned long)-ENOMEM;
-	return out;
+	for (;;) {
+		if (gt_find_gap_topdown(&mm->mm_mt, len, low, high, PAGE_SIZE - 1, 0, &out))
+			return (unsigned long)-ENOMEM;
+		r = munmap_reserved_intersection(mm, out, out + len);
+		if (!r)
+			return out;
+		high = r->start;
+	}
+}
+
+static unsigned long search_bottomup(struct sm_mm *mm, unsigned long len, unsigned long low,
+				     unsigned long high)
+{
+	struct gt_node *r, *n;
+	unsigned long out;
+
+	for (;;) {
+		if (gt_find_gap_bottomup(&mm->mm_mt, len, low, high, PAGE_SIZE - 1, 0, &out))
+			return (unsigned long)-ENOMEM;
+		r = munmap_reserved_intersection(mm, out, out + len);
+		if (!r)
+			return out;
+		while ((n = gt_next(r)) && n->start < out + len)
+			r = n;
+		low = r->end;
+	}
 }
 
 unsigned long get_unmapped_area(struct sm_mm *mm, unsigned long addr, unsigned long len,
@@ -91,12 +118,7 @@ unsigned long get_unmapped_area(struct sm_mm *mm, unsigned long addr, unsigned l
 	if (flags & MAP_FIXED) {
 		ret = addr;
 	} else if (flags & MAP_32BIT) {
-		unsigned long out;
-
-		if (gt_find_gap_bottomup(&mm->mm_mt, len, 0x40000000ul, 0x80000000ul,
-					 PAGE_SIZE - 1, 0, &out))
-			return (unsigned long)-ENOMEM;
-		ret = out;
+		ret = search_bottomup(mm, len, 0x40000000ul, 0x80000000ul);
 	} else if (addr) {
 		addr &= PAGE_MASK;
 		if (mm->task_size - len >= addr &&
@@ -341,7 +363,10 @@ long sm_mmap(struct sm_mm *mm, unsigned long addr, unsigned long len, int prot,
 	if (!len)
 		return -EINVAL;
 	mm_syscall_enter(mm);
-	down_write(&mm->mmap_lock);
+	do {
+		down_write(&mm->mmap_lock);
+	} while ((flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) &&
+		 munmap_wait_reserved(mm, addr, len > ~0ul - addr ? ~0ul : addr + len));
 	ret = do_mmap(mm, addr, len, prot, flags, (unsigned long)offset >> PAGE_SHIFT, filep,
 		      &populate);
 	if (ret >= 0 && populate) {
@@ -351,113 +376,6 @@ long sm_mmap(struct sm_mm *mm, unsigned long addr, unsigned long len, int prot,
 	} else {
 		up_write(&mm->mmap_lock);
 	}
-	mm_syscall_exit(mm);
-	return ret;
-}
-
-/* The VMAs of [start, end), detached from the tree, in address order. */
-struct detached {
-	struct vm_area_struct *first;   /* linked through next_detached */
-	unsigned long floor, ceiling;   /* neighbours' bounds for free_pgtables */
-};
-
-static long detach_range(struct sm_mm *mm, unsigned long start, unsigned long end,
-			 struct detached *d)
-{
-	struct vm_area_struct *vma = find_vma_intersection(mm, start, end), *last, *prev, *next;
-	struct vm_area_struct **tail = &d->first;
-	int err;
-
-	d->first = NULL;
-	if (!vma)
-		return 0;
-	/* Both splits happen before anything is detached, so a failure
-	 * leaves every mapping in place. */
-	if (start > vma->vm_start) {
-		if (end < vma->vm_end && mm->map_count >= mm->machine->max_map_count)
-			return -ENOMEM;
-		err = split_vma(mm, vma, start, 1);
-		if (err)
-			return err;
-	}
-	last = vma_lookup(mm, end - 1);
-	if (last && end < last->vm_end) {
-		err = split_vma(mm, last, end, 1);
-		if (err)
-			return err;
-	}
-	/* A split with new_below may have moved vma above the range. */
-	vma = find_vma(mm, start);
-	prev = vma_prev(vma);
-	d->floor = prev ? prev->vm_end : 0;
-	while (vma && vma->vm_start < end) {
-		next = vma_next(vma);
-		vma_unlink(mm, vma);
-		vm_stat_account(mm, vma->vm_flags, -(long)vma_pages(vma));
-		*tail = vma;
-		tail = &vma->next_detached;
-		*tail = NULL;
-		vma = next;
-	}
-	d->ceiling = vma ? vma->vm_start : 0;
-	return 0;
-}
-
-static void unmap_detached(struct sm_mm *mm, struct detached *d)
-{
-	struct vm_area_struct *vma, *next;
-	struct mmu_gather tlb;
-
-	tlb_gather_mmu(&tlb, mm);
-	for (vma = d->first; vma; vma = vma->next_detached)
-		zap_page_range(&tlb, vma, vma->vm_start, vma->vm_end);
-	for (vma = d->first; vma; vma = vma->next_detached)
-		free_pgtables(&tlb, mm, vma->vm_start, vma->vm_end, d->floor, d->ceiling);
-	tlb_finish_mmu(&tlb);
-	for (vma = d->first; vma; vma = next) {
-		next = vma->next_detached;
-		vm_area_free(vma);
-	}
-}
-
-long do_vmi_munmap(struct sm_mm *mm, unsigned long start, unsigned long len, bool unlock)
-{
-	struct detached d;
-	unsigned long end;
-	long err;
-
-	if (offset_in_page(start) || start > mm->task_size || len > mm->task_size - start) {
-		err = -EINVAL;
-		goto out_unlock;
-	}
-	end = start + PAGE_ALIGN(len);
-	if (end == start) {
-		err = -EINVAL;
-		goto out_unlock;
-	}
-	err = detach_range(mm, start, end, &d);
-	if (err || !d.first)
-		goto out_unlock;
-	if (unlock && !mm->machine->munmap_zap_write_locked) {
-		downgrade_write(&mm->mmap_lock);
-		unmap_detached(mm, &d);
-		up_read(&mm->mmap_lock);
-		return 0;
-	}
-	unmap_detached(mm, &d);
-out_unlock:
-	if (unlock)
-		up_write(&mm->mmap_lock);
-	return err;
-}
-
-long sm_munmap(struct sm_mm *mm, unsigned long addr, unsigned long len)
-{
-	long ret;
-
-	mm_syscall_enter(mm);
-	down_write(&mm->mmap_lock);
-	ret = do_vmi_munmap(mm, addr, len, true);
 	mm_syscall_exit(mm);
 	return ret;
 }

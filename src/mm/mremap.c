@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include "mm/memory.h"
 #include "mm/mmap.h"
+#include "mm/munmap.h"
 #include "mm/mmu_gather.h"
 #include "mm/pgtable.h"
 #include "mm/rmap.h"
@@ -323,6 +324,11 @@ static long check_params(struct sm_mm *mm, struct remap *r)
 	return 0;
 }
 
+static unsigned long sat_add(unsigned long a, unsigned long b)
+{
+	return b > ~0ul - a ? ~0ul : a + b;
+}
+
 long sm_mremap(struct sm_mm *mm, unsigned long addr, unsigned long old_len,
 	       unsigned long new_len, int flags, unsigned long new_addr)
 {
@@ -339,7 +345,16 @@ long sm_mremap(struct sm_mm *mm, unsigned long addr, unsigned long old_len,
 	if (ret)
 		return ret;
 	mm_syscall_enter(mm);
+again:
 	down_write(&mm->mmap_lock);
+	/* A munmap in flight may still be zapping where this would grow or
+	 * land (munmap.c): wait for it, as its lock hold would in Linux. */
+	if ((r.flags & MREMAP_FIXED) &&
+	    munmap_wait_reserved(mm, r.new_addr, sat_add(r.new_addr, r.new_len)))
+		goto again;
+	if (r.new_len > r.old_len &&
+	    munmap_wait_reserved(mm, sat_add(r.addr, r.old_len), sat_add(r.addr, r.new_len)))
+		goto again;
 	/* move_vma may split the source in up to four places. */
 	if ((r.flags & (MREMAP_FIXED | MREMAP_DONTUNMAP)) &&
 	    mm->map_count + 2 >= mm->machine->max_map_count - 3) {

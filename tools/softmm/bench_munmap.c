@@ -15,7 +15,8 @@
  *   fault stall, ...        while the munmap of 1 GiB (4 with --full) runs, a second
  *   mmap stall, ...         thread writes one byte per page of another VMA of
  *                           the same mm (sm_write on its own sm_cpu; each
- *                           access timed, faults included) and a third maps
+ *                           access timed; the VMA is emptied before each rep,
+ *                           so every access is a fault) and a third maps
  *                           and unmaps 4 KiB in a loop (each call timed). The
  *                           longest single access or call is the stall.
  *                           Each thread sleeps 20 us (untimed) between
@@ -356,6 +357,8 @@ static void softmm_stalls(struct bench_sm *s, unsigned long len, const struct be
 		struct sm_lock_stats st;
 
 		ret = softmm_fill(s, len, true, &r.addr);
+		if (!ret)
+			ret = sm_madvise(s->mm, fault_addr, FAULT_REGION, MADV_DONTNEED);
 		if (ret)
 			break;
 		sm_mm_lock_stats_reset(s->mm);
@@ -501,7 +504,7 @@ static void host_stalls(unsigned long len, const struct bench_opts *opts, struct
 		struct stall_run run = { .side = SIDE_HOST, .fault_addr = (unsigned long)fault_region };
 		struct host_region r = { host_fill(len, true), len };
 
-		if (!r.p) {
+		if (!r.p || madvise(fault_region, FAULT_REGION, MADV_DONTNEED)) {
 			ret = -errno;
 			break;
 		}
