@@ -43,8 +43,9 @@
 #define LEN (NPAGES * ST_PAGE_SIZE)
 #define BASE 0x7e0000000000ul
 /* After the file, in the same MADV_DONTNEED (one mmu_gather): 256 PTE
- * tables the zap must scan, empty after the first, so that the flush comes
- * a while after the file's PTEs were cleared, as in a big unmap. */
+ * tables the zap must scan, empty after the first (and kept: the machine
+ * runs with SM_CFG_NO_PT_RECLAIM_ON_ZAP), so that the flush comes a while
+ * after the file's PTEs were cleared, as in a big unmap. */
 #define BALLAST (256 * (2ul << 20))
 
 struct run {
@@ -210,7 +211,8 @@ static struct phase_result run_phase(const char *name, bool delay, double second
 				     bool until_loss, uint64_t seed, const char *dir)
 {
 	struct sm_config cfg = { .ram_bytes = 64ul << 20,
-				 .flags = SM_CFG_POISON_FREED | (delay ? 0 : SM_CFG_NO_DELAY_RMAP) };
+				 .flags = SM_CFG_POISON_FREED | SM_CFG_NO_PT_RECLAIM_ON_ZAP |
+					  (delay ? 0 : SM_CFG_NO_DELAY_RMAP) };
 	static struct run r;
 	struct phase_result res = { 0 };
 	char path[256];
