@@ -140,6 +140,23 @@ static void do_madvise(struct side *s, unsigned long page, unsigned long npages,
 	logf_(s, "madvise page %lu +%lu %d -> %ld\n", page, npages, advice, r);
 }
 
+static void do_mremap(struct side *s, unsigned long page, unsigned long npages,
+		      unsigned long new_npages, int flags, unsigned long new_page)
+{
+	long r;
+
+	if (s->host) {
+		void *p = mremap((void *)at(page), npages * FPG, new_npages * FPG, flags,
+				 (void *)at(new_page));
+
+		r = p == MAP_FAILED ? -errno : (long)p;
+	} else {
+		r = sm_mremap(s->mm, at(page), npages * FPG, new_npages * FPG, flags, at(new_page));
+	}
+	logf_(s, "mremap page %lu +%lu -> +%lu flags %d page %lu -> %#lx\n", page, npages,
+	      new_npages, flags, new_page, (unsigned long)r);
+}
+
 static void do_msync_raw(struct side *s, unsigned long addr, unsigned long len, int flags)
 {
 	long r = s->host ? ret_of(msync((void *)addr, len, flags)) : sm_msync(s->mm, addr, len, flags);
@@ -528,6 +545,24 @@ static void shmem_split_and_merge(struct side *s)
 	do_munmap(s, 0, 4);
 }
 
+static void mremap_file_mapping(struct side *s)
+{
+	new_file(s, 6 * FPG, O_RDWR);
+	do_mmap(s, 0, 4, RW, MAP_SHARED, s->fd, 0);
+	do_write(s, 0, 4, 9);
+	do_mremap(s, 2, 2, 2, MREMAP_MAYMOVE | MREMAP_FIXED, 16);
+	do_write(s, 17, 1, 10);
+	log_maps(s);
+	do_mremap(s, 16, 2, 6, MREMAP_MAYMOVE | MREMAP_FIXED, 24);   /* past EOF */
+	do_read(s, 24, 6);
+	log_maps(s);
+	do_msync(s, 0, 2, MS_SYNC);
+	do_msync(s, 24, 6, MS_SYNC);
+	log_file(s);
+	do_munmap(s, 0, 32);
+	log_file(s);
+}
+
 static const struct file_scenario {
 	const char *name;
 	void (*run)(struct side *s);
@@ -542,6 +577,7 @@ static const struct file_scenario {
 	{ "dontneed_keeps_dirty", dontneed_keeps_dirty },
 	{ "access_checks", access_checks },
 	{ "shmem_split_and_merge", shmem_split_and_merge },
+	{ "mremap_file_mapping", mremap_file_mapping },
 };
 
 /* ---------------------------------------------------------------- driver */
