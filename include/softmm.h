@@ -47,9 +47,10 @@ struct sm_cpu;
 #define SM_CFG_PREFAULT_RAM   0x4u  /* back all of RAM in the host at creation */
 #define SM_CFG_MUNMAP_ZAP_WRITE_LOCKED 0x8u /* munmap zaps under the write lock (the pre-4.20 way), to compare */
 
-#define SM_CFG_PT_RECLAIM_ON_ZAP 0x40u /* MADV_DONTNEED frees the PTE tables it empties (Linux 6.14);
-					 * off by default until a race it has with concurrent
-					 * fork/mremap (stress_syscalls) is found */
+#define SM_CFG_PT_RECLAIM_ON_ZAP 0x40u /* accepted and ignored: MADV_DONTNEED frees the PTE tables
+					 * it empties by default now (Linux 6.14) */
+#define SM_CFG_NO_PT_RECLAIM_ON_ZAP 0x80u /* MADV_DONTNEED keeps the PTE tables it empties
+					    * (Linux before 6.14, or without CONFIG_PT_RECLAIM) */
 #define SM_CFG_NO_FORK_BATCH  0x10u /* fork copies PTEs one by one, even within a large folio */
 #define SM_CFG_ANON_ORDERS    0x20u /* take anon_orders_* literally (else madvise = 2 MiB only) */
 #define SM_CFG_NO_DELAY_RMAP  0x100u /* zap removes a dirty file folio's rmap before the TLB
@@ -135,8 +136,9 @@ long sm_write(struct sm_cpu *cpu, unsigned long addr, const void *buf, size_t le
 long sm_fork(struct sm_mm *parent, struct sm_mm **child);
 
 /*
- * Empty page-table reclaim. With SM_CFG_PT_RECLAIM_ON_ZAP, MADV_DONTNEED frees
- * the PTE tables it empties (Linux 6.14). Beyond Linux:
+ * Empty page-table reclaim. MADV_DONTNEED frees the PTE tables it empties, as
+ * Linux 6.14 with CONFIG_PT_RECLAIM (SM_CFG_NO_PT_RECLAIM_ON_ZAP: it keeps
+ * them). Beyond Linux:
  *  - sm_madvise(mm, addr, len, SM_MADV_PT_RECLAIM) frees every empty PTE
  *    table intersecting the range under the mmap read lock, then the PMD and
  *    PUD tables left empty (those under the write lock, briefly). Holes in

@@ -68,7 +68,7 @@ struct sm_machine *sm_machine_create(const struct sm_config *cfg)
 	m->munmap_zap_write_locked = (c.flags & SM_CFG_MUNMAP_ZAP_WRITE_LOCKED) != 0;
 	m->next_asid = 1;
 	m->fork_batch = !(c.flags & SM_CFG_NO_FORK_BATCH);
-	m->pt_reclaim_on_zap = (c.flags & SM_CFG_PT_RECLAIM_ON_ZAP) != 0;
+	m->pt_reclaim_on_zap = !(c.flags & SM_CFG_NO_PT_RECLAIM_ON_ZAP);
 	m->delay_rmap = !(c.flags & SM_CFG_NO_DELAY_RMAP);
 	if (c.flags & SM_CFG_ANON_ORDERS) {
 		m->anon_orders_always = c.anon_orders_always & 0x3fcu;

@@ -167,8 +167,11 @@ static long madvise_pages(struct mmu_gather *tlb, struct vm_area_struct *vma,
 		if (advice == MADV_FREE) {
 			madvise_free_range(tlb, vma, start, end);
 		} else {
-			zap_page_range(tlb, vma, start, end);
-			if (vma->vm_mm->machine->pt_reclaim_on_zap)
+			struct zap_details d = {
+				.reclaim_pt = vma->vm_mm->machine->pt_reclaim_on_zap };
+
+			zap_page_range_details(tlb, vma, start, end, &d);
+			if (d.pt_missed)
 				reclaim_pt_range(tlb, vma->vm_mm, start, end);
 		}
 		return 0;

@@ -31,6 +31,7 @@
 #include "mm/ksm.h"
 #include "mm/mmu_gather.h"
 #include "mm/pgtable.h"
+#include "mm/pt_reclaim.h"
 #include "mm/rmap.h"
 
 pte_t vm_get_page_prot(unsigned long vm_flags)
@@ -88,28 +89,44 @@ static unsigned anon_fault_orders(const struct vm_area_struct *vma)
 }
 
 /*
- * The largest allowed folio whose naturally aligned range lies inside the
- * VMA and has no PTEs yet (looked at without the lock: rechecked under it),
- * falling back order by order to a single page. *start is where it goes.
+ * The allowed folio orders whose naturally aligned range around addr lies
+ * inside the VMA and has no PTEs yet. Precondition: the PTE lock of ptep
+ * held: once it is dropped the table may be reclaimed and freed, so the
+ * size is picked here and only checked again after the allocation.
  */
-static struct page *alloc_anon_folio(struct vm_area_struct *vma, unsigned long addr,
-				     const pte_t *ptep, unsigned long *start)
+static unsigned anon_fault_fitting_orders(struct vm_area_struct *vma, unsigned long addr,
+					  const pte_t *ptep)
 {
-	struct sm_machine *m = vma->vm_mm->machine;
-	unsigned orders = anon_fault_orders(vma);
-	struct page *folio;
+	unsigned orders = anon_fault_orders(vma), fit = 0;
 
 	while (orders) {
 		unsigned order = 31 - (unsigned)__builtin_clz(orders);
 		unsigned long size = PAGE_SIZE << order, s = addr & ~(size - 1);
 
 		orders &= ~(1u << order);
-		if (s < vma->vm_start || s + size > vma->vm_end ||
-		    !ptes_none(ptep - ((addr - s) >> PAGE_SHIFT), 1ul << order))
-			continue;
+		if (s >= vma->vm_start && s + size <= vma->vm_end &&
+		    ptes_none(ptep - ((addr - s) >> PAGE_SHIFT), 1ul << order))
+			fit |= 1u << order;
+	}
+	return fit;
+}
+
+/* The largest folio of `orders` the allocator has, falling back order by
+ * order to a single page. *start is where it goes. */
+static struct page *alloc_anon_folio(struct vm_area_struct *vma, unsigned long addr,
+				     unsigned orders, unsigned long *start)
+{
+	struct sm_machine *m = vma->vm_mm->machine;
+	struct page *folio;
+
+	while (orders) {
+		unsigned order = 31 - (unsigned)__builtin_clz(orders);
+		unsigned long size = PAGE_SIZE << order;
+
+		orders &= ~(1u << order);
 		folio = folio_alloc_anon(m, order, true);
 		if (folio) {
-			*start = s;
+			*start = addr & ~(size - 1);
 			return folio;
 		}
 	}
@@ -146,6 +163,7 @@ static int do_anonymous_page(struct vm_fault *vmf)
 	struct sm_machine *m = mm->machine;
 	unsigned long start, nr, pfn;
 	struct page *folio;
+	unsigned orders;
 	pte_t *first;
 
 	if (!(vmf->flags & FAULT_FLAG_WRITE)) {
@@ -155,12 +173,11 @@ static int do_anonymous_page(struct vm_fault *vmf)
 		spin_unlock(vmf->ptl);
 		return 0;
 	}
+	orders = anon_fault_fitting_orders(vma, vmf->addr, vmf->ptep);
 	spin_unlock(vmf->ptl);
 	if (anon_vma_prepare(vma))
 		return VM_FAULT_OOM;
-	/* The unlocked look at neighbouring PTEs only picks a size: it is
-	 * checked again under the lock. */
-	folio = alloc_anon_folio(vma, vmf->addr, vmf->ptep, &start);
+	folio = alloc_anon_folio(vma, vmf->addr, orders, &start);
 	if (!folio)
 		return VM_FAULT_OOM;
 	nr = folio_nr_pages(folio);
@@ -378,10 +395,19 @@ unsigned long folio_pte_batch(struct sm_machine *m, struct page *head, struct pa
 	return nr;
 }
 
+/*
+ * Zap one PTE table's slice [addr, end). When the slice is the table's
+ * whole span and the caller asked for reclaim, the table is empty at the end
+ * (every entry cleared, under its lock throughout) and is unlinked on the
+ * spot if the PMD lock can be had without waiting (its order is before the
+ * PTE lock); otherwise it is counted for pt_reclaim's locked recheck.
+ */
 static void zap_pte_range(struct mmu_gather *tlb, struct sm_mm *mm, pte_t *pmdp,
-			  unsigned long addr, unsigned long end)
+			  unsigned long addr, unsigned long end, struct zap_details *details)
 {
 	struct sm_machine *m = mm->machine;
+	bool whole = details && details->reclaim_pt && end - addr == PMD_SIZE;
+	struct page *emptied = NULL;
 	long rss[NR_MM_COUNTERS] = { 0 };
 	spinlock_t *ptl;
 	pte_t *ptep = pte_offset_map_lock(mm, pmdp, addr, &ptl);
@@ -431,11 +457,18 @@ static void zap_pte_range(struct mmu_gather *tlb, struct sm_mm *mm, pte_t *pmdp,
 	 * (writeback's folio_mkclean) can take this lock and look. */
 	if (tlb->delayed_rmap)
 		tlb_flush_mmu(tlb);
+	if (whole) {
+		emptied = unlink_empty_pte_locked(mm, pmdp, ptl);
+		if (!emptied)
+			details->pt_missed++;
+	}
 	spin_unlock(ptl);
+	if (emptied)
+		tlb_remove_table(tlb, emptied);
 }
 
-void zap_page_range(struct mmu_gather *tlb, struct vm_area_struct *vma,
-		    unsigned long start, unsigned long end)
+void zap_page_range_details(struct mmu_gather *tlb, struct vm_area_struct *vma,
+			    unsigned long start, unsigned long end, struct zap_details *details)
 {
 	struct sm_mm *mm = vma->vm_mm;
 	unsigned long addr = max(start, vma->vm_start);
@@ -445,9 +478,15 @@ void zap_page_range(struct mmu_gather *tlb, struct vm_area_struct *vma,
 	while (addr < end && (pmdp = pmd_next_table(mm, &addr, end))) {
 		unsigned long next = pmd_addr_end(addr, end);
 
-		zap_pte_range(tlb, mm, pmdp, addr, next);
+		zap_pte_range(tlb, mm, pmdp, addr, next, details);
 		addr = next;
 	}
+}
+
+void zap_page_range(struct mmu_gather *tlb, struct vm_area_struct *vma,
+		    unsigned long start, unsigned long end)
+{
+	zap_page_range_details(tlb, vma, start, end, NULL);
 }
 
 /*

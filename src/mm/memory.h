@@ -23,10 +23,20 @@ int handle_mm_fault(struct vm_area_struct *vma, unsigned long addr, unsigned fla
 /* The struct page a present PTE maps, or NULL for special PFNs (zero page). */
 struct page *vm_normal_page(struct sm_mm *mm, pte_t pte);
 
+/* What a zap is for (Linux's struct zap_details). */
+struct zap_details {
+	bool reclaim_pt;            /* free the PTE tables it empties whose whole
+				     * 2 MiB span lies in the range (MADV_DONTNEED) */
+	unsigned long pt_missed;    /* out: tables emptied but left in place because
+				     * the PMD lock was busy (pt_reclaim rechecks them) */
+};
+
 /* Clear every PTE of [start, end) in vma, gathering pages into tlb.
  * Precondition: mmap_lock held (read suffices). */
 void zap_page_range(struct mmu_gather *tlb, struct vm_area_struct *vma,
 		    unsigned long start, unsigned long end);
+void zap_page_range_details(struct mmu_gather *tlb, struct vm_area_struct *vma,
+			    unsigned long start, unsigned long end, struct zap_details *details);
 
 unsigned long folio_pte_batch(struct sm_machine *m, struct page *head, struct page *page,
 			      const pte_t *ptep, pte_t pte, unsigned long max_nr,

@@ -329,7 +329,7 @@ struct sm_machine {
 	int max_map_count;               /* immutable */
 	bool munmap_zap_write_locked;    /* immutable: SM_CFG_MUNMAP_ZAP_WRITE_LOCKED */
 	bool fork_batch;                 /* immutable: !SM_CFG_NO_FORK_BATCH */
-	bool pt_reclaim_on_zap;          /* immutable: SM_CFG_PT_RECLAIM_ON_ZAP */
+	bool pt_reclaim_on_zap;          /* immutable: !SM_CFG_NO_PT_RECLAIM_ON_ZAP */
 	unsigned anon_orders_always;     /* immutable: folio orders for every anon fault */
 	unsigned anon_orders_madvise;    /* immutable: ... in VM_HUGEPAGE VMAs */
 	long nr_mms;                     /* atomic */

@@ -213,7 +213,9 @@ static long expand_vma(struct sm_mm *mm, struct remap *r)
 	if (can_expand_in_place(mm, r)) {
 		vma_set_range(vma, vma->vm_start, vma->vm_end + delta, vma->vm_pgoff);
 		vm_stat_account(mm, vma->vm_flags, (long)(delta >> PAGE_SHIFT));
-		vma_merge_neighbours(mm, vma, &VMA_NEW_RANGE);
+		/* Only the tail is new: it may reach the VMA after, but the VMA
+		 * itself stays apart from the one before, as it was. */
+		vma_merge_next(mm, vma, &VMA_NEW_RANGE);
 		return (long)r->addr;
 	}
 	if (!(r->flags & MREMAP_MAYMOVE))

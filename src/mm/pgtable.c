@@ -202,7 +202,14 @@ static void free_level(struct mmu_gather *tlb, struct sm_mm *mm, pte_t *t, int l
 			spin_unlock(lock);
 			continue;
 		}
+		/* A PTE table is unlinked under its own lock too: whoever holds
+		 * that lock may count on the table staying linked (the zap's
+		 * reclaim does). */
+		if (level == 1)
+			spin_lock(&table_page(mm, e)->ptl);
 		set_pte(ep, 0);
+		if (level == 1)
+			spin_unlock(&table_page(mm, e)->ptl);
 		spin_unlock(lock);
 		tlb_remove_table(tlb, table_page(mm, e));
 	}

@@ -14,7 +14,11 @@
  * faults: take the PMD lock, then the table's own lock, recheck every entry
  * (a fault may have filled one since we looked), clear the PMD entry, and
  * hand the table to the mmu_gather, which frees it after an RCU grace
- * period. Every path that reaches a table through a PMD entry either does
+ * period. The zap does it cheaper: it already holds the table's lock and
+ * has seen every entry go, so it only tries the PMD lock (out of order, so
+ * never waits for it) and falls back to the recheck if that is busy. A PMD
+ * entry is cleared only with both locks held, so holding a PTE lock taken
+ * through pte_offset_map_lock keeps the table linked. Every path that reaches a table through a PMD entry either does
  * so inside an RCU read-side section and revalidates under the table lock
  * (pte_offset_map_lock, the CPU walker) or holds the mmap_lock for writing.
  * Walks of holes, where munmap (downgraded to the read lock) may be freeing
@@ -32,6 +36,25 @@
 #include "mm/mmu_gather.h"
 #include "mm/pgtable.h"
 #include "mm/pt_reclaim.h"
+
+struct page *unlink_empty_pte_locked(struct sm_mm *mm, pte_t *pmdp, spinlock_t *ptl)
+{
+	struct page *tp = container_of(ptl, struct page, ptl);
+	spinlock_t *pml = pmd_lockptr(mm, pmdp);
+	bool ours;
+
+	/* The PMD lock comes before the PTE lock: only try it. */
+	if (!spin_trylock(pml))
+		return NULL;
+	/* Everything that unlinks a PTE table holds its lock (free_pgtables
+	 * too), so the entry still names ours; checked all the same. */
+	ours = pte_pfn(ptep_get(pmdp)) == page_to_pfn(mm->machine, tp) &&
+	       (ptep_get(pmdp) & _PAGE_PRESENT);
+	if (ours)
+		set_pte(pmdp, 0);
+	spin_unlock(pml);
+	return ours ? tp : NULL;
+}
 
 bool try_to_free_pte(struct mmu_gather *tlb, struct sm_mm *mm, pte_t *pmdp)
 {

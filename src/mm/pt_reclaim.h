@@ -10,6 +10,11 @@ struct mmu_gather;
  * hold only none entries. Precondition: mmap_lock held (read suffices). */
 void reclaim_pt_range(struct mmu_gather *tlb, struct sm_mm *mm, unsigned long start,
 		      unsigned long end);
+/* The zap's fast path: the caller holds the lock ptl of the PTE table under
+ * *pmdp and has emptied it. Clears the PMD entry if the PMD lock is free now
+ * and returns the table's page for tlb_remove_table (after unlocking ptl);
+ * NULL if the lock was busy. */
+struct page *unlink_empty_pte_locked(struct sm_mm *mm, pte_t *pmdp, spinlock_t *ptl);
 /* Free the PTE table under *pmdp if every entry is none; true if freed. */
 bool try_to_free_pte(struct mmu_gather *tlb, struct sm_mm *mm, pte_t *pmdp);
 /* SM_MADV_PT_RECLAIM. Takes the mmap_lock itself. */

@@ -209,17 +209,23 @@ static void vma_absorb(struct sm_mm *mm, struct vm_area_struct *a, struct vm_are
 	vma_set_range(a, a->vm_start, end, a->vm_pgoff);
 }
 
+void vma_merge_next(struct sm_mm *mm, struct vm_area_struct *vma, const struct vma_merge_src *m)
+{
+	struct vm_area_struct *next = vma_next(vma);
+
+	if (next && vmas_can_merge(vma, next, vma, m))
+		vma_absorb(mm, vma, next);
+}
+
 struct vm_area_struct *vma_merge_neighbours(struct sm_mm *mm, struct vm_area_struct *vma,
 					    const struct vma_merge_src *m)
 {
-	struct vm_area_struct *prev = vma_prev(vma), *next;
+	struct vm_area_struct *prev = vma_prev(vma);
 
 	if (prev && vmas_can_merge(prev, vma, vma, m)) {
 		vma_absorb(mm, prev, vma);
 		vma = prev;
 	}
-	next = vma_next(vma);
-	if (next && vmas_can_merge(vma, next, vma, m))
-		vma_absorb(mm, vma, next);
+	vma_merge_next(mm, vma, m);
 	return vma;
 }

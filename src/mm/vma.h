@@ -39,6 +39,9 @@ struct vma_merge_src {
 extern const struct vma_merge_src VMA_EXISTING, VMA_NEW_RANGE;
 struct vm_area_struct *vma_merge_neighbours(struct sm_mm *mm, struct vm_area_struct *vma,
 					    const struct vma_merge_src *m);
+/* Merge vma with the VMA after it only, if they may (mremap growing in place:
+ * only its new tail is a new range, as Linux's vma_merge_extend). */
+void vma_merge_next(struct sm_mm *mm, struct vm_area_struct *vma, const struct vma_merge_src *m);
 /* May a (below) and b merge, src being the one whose anon_vma m describes? */
 bool vmas_can_merge(const struct vm_area_struct *a, const struct vm_area_struct *b,
 		    const struct vm_area_struct *src, const struct vma_merge_src *m);

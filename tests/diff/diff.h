@@ -255,6 +255,10 @@ void diff_run_scenarios(struct diff_driver *d, const struct diff_opts *o,
 void diff_run_cow_tests(struct diff_driver *d, const struct diff_opts *o,
 			unsigned *passed, unsigned *failed);
 
+/* vmpte.c: VmPTE growth and MADV_DONTNEED's give-back, host against softmm. */
+void diff_run_vmpte_tests(struct diff_driver *d, const struct diff_opts *o,
+			  unsigned *passed, unsigned *failed);
+
 /* files.c: file and shared mappings against the host with real files (run in
  * this process, not through the fork server); counts passes and failures. */
 void diff_run_file_tests(const struct diff_opts *o, unsigned *passed, unsigned *failed);

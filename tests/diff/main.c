@@ -1,9 +1,9 @@
 /*
  * diff_test: softmm against the host kernel.
  *
- *   diff_test                       the scenarios, the COW tests and the file
- *                                   scenarios (files.c), then 1000
- *                                   sequences of 200 steps
+ *   diff_test                       the scenarios, the COW tests, the VmPTE
+ *                                   tests and the file scenarios (files.c),
+ *                                   then 1000 sequences of 200 steps
  *   --sequences N --steps M         how many, how long
  *   --base-seed B                   sequence i uses seed mix(B + i); B is printed
  *   --seed S                        run the one sequence of seed S (no scenarios)
@@ -193,6 +193,7 @@ int main(int argc, char **argv)
 		fflush(stdout);
 		diff_run_scenarios(d, &o, &passed, &failed);
 		diff_run_cow_tests(d, &o, &passed, &failed);
+		diff_run_vmpte_tests(d, &o, &passed, &failed);
 		diff_run_file_tests(&o, &passed, &failed);
 		run_sequences(d, &a, &passed, &failed);
 	}

@@ -93,7 +93,7 @@ static void *zapper(void *arg)
 
 int main(void)
 {
-	struct sm_config cfg = { .ram_bytes = 256 << 20, .flags = SM_CFG_POISON_FREED | SM_CFG_PT_RECLAIM_ON_ZAP };
+	struct sm_config cfg = { .ram_bytes = 256 << 20, .flags = SM_CFG_POISON_FREED };
 	struct sm_pt_scanner_config sc = { .interval_ms = 1, .pages_per_pass = REGION >> 12 };
 	struct sm_machine_stats st0, st1;
 	pthread_t th[ACCESSORS + 2];

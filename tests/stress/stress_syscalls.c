@@ -55,7 +55,7 @@
 #define REGION_PAGES  512ul
 #define REGION_LEN    (REGION_PAGES * ST_PAGE_SIZE)
 #define SCRATCH_BASE  0x300000000000ul          /* a mutator's mremap parking place */
-#define SCRATCH_STEP  (8ul << 20)
+#define SCRATCH_STEP  (8ul << 20)             /* > REGION_LEN: one parked piece fits */
 
 #define N_ORIG        2
 #define N_SLOTS       (2 * N_ORIG)              /* slot N_ORIG+i: fork child of slot i */
@@ -409,7 +409,18 @@ static void mutate_once(struct worker *w)
 		    !(adv == MADV_POPULATE_WRITE && (ret == -EINVAL || ret == -EFAULT)))
 			bad_call(w, "madvise(other)", a, (unsigned long)adv, ret);
 	} else if (op < 92) {
-		/* Move the piece away and back: its words land where they were. */
+		/*
+		 * Move the piece away and back: its words land where they were.
+		 * The parking place must be empty first: a fork child inherits
+		 * whatever was parked there while its parent's move was in
+		 * flight, and a multi-VMA move unmaps at its destination only
+		 * the spans of the source's VMAs, not the gaps between them, so
+		 * the way back would carry that stale piece into the region, at
+		 * the wrong address (Linux behaves the same).
+		 */
+		ret = sm_munmap(mm, scratch, SCRATCH_STEP);
+		if (ret != 0)
+			bad_call(w, "munmap(scratch)", scratch, SCRATCH_STEP, ret);
 		ret = sm_mremap(mm, a, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, scratch);
 		count_call(w, C_MREMAP_MOVE, ret);
 		if (ret == (long)scratch) {
@@ -421,9 +432,9 @@ static void mutate_once(struct worker *w)
 		if (ret >= 0 && ret != (long)a && ret != (long)scratch)
 			bad_call(w, "mremap(move)", a, len, ret);
 		/* Whatever could not go back must not stay mapped elsewhere. */
-		ret = sm_munmap(mm, scratch, len);
+		ret = sm_munmap(mm, scratch, SCRATCH_STEP);
 		if (ret != 0)
-			bad_call(w, "munmap(scratch)", scratch, len, ret);
+			bad_call(w, "munmap(scratch)", scratch, SCRATCH_STEP, ret);
 	} else if (op < 98) {
 		unsigned long half = (npages / 2) * ST_PAGE_SIZE;
 

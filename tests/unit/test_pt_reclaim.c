@@ -11,7 +11,11 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include <urcu.h>
+#include "mm/memory.h"
+#include "mm/mmu_gather.h"
 #include "mm/pgtable.h"
+#include "mm/pt_reclaim.h"
+#include "mm/vma.h"
 
 static void touch(struct sm_cpu *c, unsigned long a, unsigned long len, unsigned long step)
 {
@@ -21,7 +25,7 @@ static void touch(struct sm_cpu *c, unsigned long a, unsigned long len, unsigned
 
 static void test_dontneed_frees_tables(void **state)
 {
-	struct sm_config cfg = { .ram_bytes = 256 << 20, .flags = SM_CFG_POISON_FREED | SM_CFG_PT_RECLAIM_ON_ZAP };
+	struct sm_config cfg = { .ram_bytes = 256 << 20, .flags = SM_CFG_POISON_FREED };
 	struct sm_machine *m = sm_machine_create(&cfg);
 	struct sm_mm *mm = sm_mm_create(m);
 	struct sm_cpu *c = sm_cpu_create(m);
@@ -66,6 +70,93 @@ static void test_dontneed_frees_tables(void **state)
 	sm_machine_destroy(m);
 }
 
+/* SM_CFG_NO_PT_RECLAIM_ON_ZAP: MADV_DONTNEED keeps its empty tables (Linux
+ * before 6.14); SM_MADV_PT_RECLAIM still frees them. */
+static void test_opt_out_keeps_tables(void **state)
+{
+	struct sm_config cfg = { .ram_bytes = 64 << 20,
+				 .flags = SM_CFG_POISON_FREED | SM_CFG_NO_PT_RECLAIM_ON_ZAP };
+	struct sm_machine *m = sm_machine_create(&cfg);
+	struct sm_mm *mm = sm_mm_create(m);
+	struct sm_cpu *c = sm_cpu_create(m);
+	unsigned long len = 8ul << 20;
+	long a;
+
+	(void)state;
+	sm_cpu_switch_mm(c, mm);
+	a = sm_mmap(mm, 0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(a > 0 && (a & (PMD_SIZE - 1)) == 0);
+	touch(c, (unsigned long)a, len, PAGE_SIZE);
+	assert_int_equal(sm_madvise(mm, a, len, MADV_DONTNEED), 0);
+	assert_int_equal(mm_pgtable_pages(mm), 2 + 4);
+	assert_int_equal(sm_mm_check(mm), 0);
+	assert_int_equal(sm_madvise(mm, a, len, SM_MADV_PT_RECLAIM), 0);
+	assert_int_equal(mm_pgtable_pages(mm), 0);
+	assert_int_equal(sm_mm_check(mm), 0);
+	sm_cpu_switch_mm(c, NULL);
+	sm_cpu_destroy(c);
+	sm_mm_destroy(mm);
+	sm_machine_destroy(m);
+}
+
+/*
+ * The zap frees a table it emptied only if the PMD lock is free at that
+ * moment; when it is busy the table stays and is counted, and the locked
+ * recheck (reclaim_pt_range) frees it. An entry the zap clears without a
+ * folio (the zero page) leaves the table empty all the same.
+ */
+static void test_zap_pmd_lock_busy(void **state)
+{
+	struct sm_config cfg = { .ram_bytes = 64 << 20, .flags = SM_CFG_POISON_FREED };
+	struct sm_machine *m = sm_machine_create(&cfg);
+	struct sm_mm *mm = sm_mm_create(m);
+	struct sm_cpu *c = sm_cpu_create(m);
+	unsigned long len = 4ul << 20, a;
+	struct zap_details d = { .reclaim_pt = true };
+	struct vm_area_struct *vma;
+	struct mmu_gather tlb;
+	uint64_t v;
+	spinlock_t *pml;
+
+	(void)state;
+	sm_cpu_switch_mm(c, mm);
+	a = (unsigned long)sm_mmap(mm, 0, len, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true((a & (PMD_SIZE - 1)) == 0);
+	touch(c, a, PMD_SIZE, 4 * PAGE_SIZE);
+	assert_int_equal(sm_read(c, a + PAGE_SIZE, &v, 8), 0);     /* the zero page */
+	touch(c, a + PMD_SIZE, PMD_SIZE, PMD_SIZE / 4);
+	assert_int_equal(mm_pgtable_pages(mm), 2 + 2);
+
+	down_read(&mm->mmap_lock);
+	pml = pmd_lockptr(mm, pmd_off(mm, a));
+	vma = vma_lookup(mm, a);
+	tlb_gather_mmu(&tlb, mm);
+	spin_lock(pml);
+	zap_page_range_details(&tlb, vma, a + PMD_SIZE, a + 2 * PMD_SIZE, &d);
+	spin_unlock(pml);
+	assert_int_equal(d.pt_missed, 1);
+	assert_int_equal(mm_pgtable_pages(mm), 2 + 2);
+	reclaim_pt_range(&tlb, mm, a + PMD_SIZE, a + 2 * PMD_SIZE);
+	assert_int_equal(mm_pgtable_pages(mm), 2 + 1);
+	d.pt_missed = 0;
+	zap_page_range_details(&tlb, vma, a, a + PMD_SIZE, &d);
+	assert_int_equal(d.pt_missed, 0);
+	assert_int_equal(mm_pgtable_pages(mm), 2);
+	tlb_finish_mmu(&tlb);
+	up_read(&mm->mmap_lock);
+	assert_int_equal(sm_mm_check(mm), 0);
+
+	/* Faults rebuild what was freed. */
+	touch(c, a, len, PMD_SIZE / 2);
+	assert_int_equal(mm_pgtable_pages(mm), 2 + 2);
+	assert_int_equal(sm_mm_check(mm), 0);
+	sm_cpu_switch_mm(c, NULL);
+	sm_cpu_destroy(c);
+	sm_mm_destroy(mm);
+	sm_machine_destroy(m);
+}
+
 /* One page in every 2 MiB of a sparse region, as the host test does. */
 static struct sm_mm *sparse(struct sm_machine *m, struct sm_cpu *c, unsigned long len, long *a)
 {
@@ -82,7 +173,7 @@ static struct sm_mm *sparse(struct sm_machine *m, struct sm_cpu *c, unsigned lon
 
 static void test_request_and_scanner(void **state)
 {
-	struct sm_config cfg = { .ram_bytes = 256 << 20, .flags = SM_CFG_POISON_FREED | SM_CFG_PT_RECLAIM_ON_ZAP };
+	struct sm_config cfg = { .ram_bytes = 256 << 20, .flags = SM_CFG_POISON_FREED };
 	struct sm_machine *m = sm_machine_create(&cfg);
 	struct sm_cpu *c = sm_cpu_create(m);
 	unsigned long len = 4ul << 30;
@@ -126,6 +217,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dontneed_frees_tables),
+		cmocka_unit_test(test_opt_out_keeps_tables),
+		cmocka_unit_test(test_zap_pmd_lock_busy),
 		cmocka_unit_test(test_request_and_scanner),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
