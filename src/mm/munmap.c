@@ -185,6 +185,10 @@ static void let_writer_in(struct sm_mm *mm, struct mmu_gather *tlb)
  */
 static void zap_detached(struct sm_mm *mm, struct detached *d, struct mmu_gather *tlb)
 {
+	/* A PTE table whose whole span the zap clears is this range's alone:
+	 * unlink it as it empties rather than look for it empty in step 3. */
+	struct zap_details details = { .reclaim_pt = true };
+
 	for (struct vm_area_struct *vma = d->first; vma; vma = vma->next_detached) {
 		unsigned long addr = vma->vm_start;
 		pte_t *pmdp;
@@ -192,7 +196,7 @@ static void zap_detached(struct sm_mm *mm, struct detached *d, struct mmu_gather
 		while (addr < vma->vm_end && (pmdp = pmd_next_table(mm, &addr, vma->vm_end))) {
 			unsigned long next = pmd_addr_end(addr, vma->vm_end);
 
-			zap_page_range(tlb, vma, addr, next);
+			zap_page_range_details(tlb, vma, addr, next, &details);
 			addr = next;
 			if (d->reserved && rwsem_writer_waiting(&mm->mmap_lock))
 				let_writer_in(mm, tlb);
