@@ -48,7 +48,7 @@ void files_init(struct sm_machine *m)
 	pthread_cond_init(&fc->flusher_wake, NULL);
 }
 
-static struct address_space *mapping_alloc(struct sm_machine *m)
+struct address_space *mapping_alloc(struct sm_machine *m)
 {
 	struct address_space *as = calloc(1, sizeof(*as));
 
@@ -72,7 +72,7 @@ static struct address_space *mapping_alloc(struct sm_machine *m)
 	return as;
 }
 
-static void mapping_free(struct address_space *as)
+void mapping_free(struct address_space *as)
 {
 	if (as->fd >= 0)
 		close(as->fd);
@@ -142,26 +142,6 @@ struct address_space *filemap_get(struct sm_machine *m, int fd, int *err)
 	pthread_mutex_unlock(&fc->lock);
 	flusher_start_default(m);
 	return fresh;
-}
-
-struct address_space *shmem_file_setup(struct sm_machine *m, unsigned long size, int *err)
-{
-	struct address_space *as = mapping_alloc(m);
-
-	if (!as || !(as->path = strdup("/dev/zero (deleted)"))) {
-		if (as)
-			mapping_free(as);
-		*err = -ENOMEM;
-		return NULL;
-	}
-	as->shmem = true;
-	as->dev = 1;   /* Linux's shm mount: 00:01 */
-	as->size = size;
-	pthread_mutex_lock(&m->files.lock);
-	as->ino = m->files.next_shmem_ino++;
-	list_add_tail(&as->node, &m->files.mappings);
-	pthread_mutex_unlock(&m->files.lock);
-	return as;
 }
 
 void mapping_get(struct address_space *as)

@@ -45,6 +45,9 @@ struct address_space *filemap_get(struct sm_machine *m, int fd, int *err);
 /* A new in-memory file of size bytes (MAP_SHARED|MAP_ANONYMOUS). */
 struct address_space *shmem_file_setup(struct sm_machine *m, unsigned long size, int *err);
 void mapping_get(struct address_space *as);
+/* An unlinked address_space with refcount 1, or NULL; and its undoing. */
+struct address_space *mapping_alloc(struct sm_machine *m);
+void mapping_free(struct address_space *as);
 /* The last put writes back, drops the page cache and closes the host fd. */
 void mapping_put(struct address_space *as);
 

@@ -13,8 +13,9 @@
  * beyond the end of the file logs "SIGBUS" on both sides (softmm: SM_SIGBUS).
  * The region (FILE_BASE) is far from the other tests' regions and mapped
  * with MAP_FIXED on both sides, so addresses compare as they are. Rss is not
- * compared: Linux maps up to 16 cached neighbours on a read fault
- * (fault-around), softmm one page.
+ * compared after read faults: Linux maps up to 16 cached neighbours on a
+ * read fault (fault-around), softmm one page; nor Dirty after writing part
+ * of a file: the host's page cache holds large folios, dirty as a whole.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -139,6 +140,23 @@ static void do_madvise(struct side *s, unsigned long page, unsigned long npages,
 	logf_(s, "madvise page %lu +%lu %d -> %ld\n", page, npages, advice, r);
 }
 
+static void do_mremap(struct side *s, unsigned long page, unsigned long npages,
+		      unsigned long new_npages, int flags, unsigned long new_page)
+{
+	long r;
+
+	if (s->host) {
+		void *p = mremap((void *)at(page), npages * FPG, new_npages * FPG, flags,
+				 (void *)at(new_page));
+
+		r = p == MAP_FAILED ? -errno : (long)p;
+	} else {
+		r = sm_mremap(s->mm, at(page), npages * FPG, new_npages * FPG, flags, at(new_page));
+	}
+	logf_(s, "mremap page %lu +%lu -> +%lu flags %d page %lu -> %#lx\n", page, npages,
+	      new_npages, flags, new_page, (unsigned long)r);
+}
+
 static void do_msync_raw(struct side *s, unsigned long addr, unsigned long len, int flags)
 {
 	long r = s->host ? ret_of(msync((void *)addr, len, flags)) : sm_msync(s->mm, addr, len, flags);
@@ -256,6 +274,51 @@ static void log_maps(struct side *s)
 	}
 }
 
+/* The region's smaps counters that fault-around cannot change: call it only
+ * where every resident page was written (Linux maps neighbours on read
+ * faults only). */
+static void log_smaps(struct side *s)
+{
+	static char buf[1 << 18];
+	static const char *const keys[] = { "Rss:", "Shared_Clean:", "Shared_Dirty:",
+					    "Private_Clean:", "Private_Dirty:", "Anonymous:" };
+	char *line, *save = NULL;
+	bool in = false;
+
+	if (s->host) {
+		int fd = open("/proc/self/smaps", O_RDONLY);
+		ssize_t n = 0, r;
+
+		while (fd >= 0 && (r = read(fd, buf + n, sizeof(buf) - 1 - (size_t)n)) > 0)
+			n += r;
+		if (fd >= 0)
+			close(fd);
+		buf[n > 0 ? n : 0] = '\0';
+	} else if (sm_proc_read(s->mm, "smaps", buf, sizeof(buf)) < 0) {
+		buf[0] = '\0';
+	}
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		unsigned long start, end;
+		int len = 0;
+
+		if (sscanf(line, "%lx-%lx %n", &start, &end, &len) == 2 && len > 0) {
+			in = start >= FILE_BASE && start < FILE_BASE + FILE_REGION;
+			if (in)
+				logf_(s, "smaps %lx:", start);
+			continue;
+		}
+		if (!in)
+			continue;
+		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+			if (!strncmp(line, keys[k], strlen(keys[k]))) {
+				logf_(s, " %s%lu", keys[k], strtoul(line + strlen(keys[k]), NULL, 10));
+				if (k == sizeof(keys) / sizeof(keys[0]) - 1)
+					logf_(s, "\n");
+			}
+		}
+	}
+}
+
 static void fork_child_write(struct side *s, unsigned long addr, char c)
 {
 	if (s->host) {
@@ -329,6 +392,13 @@ static void shared_write_munmap(struct side *s)
 	new_file(s, 4 * FPG, O_RDWR);
 	do_mmap(s, 0, 4, RW, MAP_SHARED, s->fd, 0);
 	do_write(s, 0, 4, 3);
+	log_smaps(s);
+	do_msync(s, 0, 4, MS_SYNC);
+	log_smaps(s);   /* cleaned: Private_Clean */
+	/* Every page again: the host's page cache has large folios (a 16 KiB
+	 * file may be one), dirty as a whole; softmm's are 4 KiB. */
+	do_write(s, 0, 4, 4);
+	log_smaps(s);
 	do_munmap(s, 0, 4);
 	log_file(s);
 }
@@ -337,8 +407,9 @@ static void private_write_keeps_file(struct side *s)
 {
 	new_file(s, 4 * FPG, O_RDWR);
 	do_mmap(s, 0, 4, RW, MAP_PRIVATE, s->fd, 0);
-	do_read(s, 0, 1);
 	do_write(s, 0, 2, 4);
+	log_smaps(s);
+	do_read(s, 0, 1);
 	do_read(s, 0, 4);
 	do_msync(s, 0, 4, MS_SYNC);
 	log_maps(s);
@@ -464,6 +535,7 @@ static void shmem_split_and_merge(struct side *s)
 {
 	do_mmap(s, 0, 4, RW, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	do_write(s, 0, 4, 8);
+	log_smaps(s);
 	do_mprotect(s, 1, 2, PROT_READ);
 	log_maps(s);
 	do_mprotect(s, 1, 2, RW);
@@ -471,6 +543,24 @@ static void shmem_split_and_merge(struct side *s)
 	fork_child_write(s, at(3), 'S');
 	do_read(s, 0, 4);
 	do_munmap(s, 0, 4);
+}
+
+static void mremap_file_mapping(struct side *s)
+{
+	new_file(s, 6 * FPG, O_RDWR);
+	do_mmap(s, 0, 4, RW, MAP_SHARED, s->fd, 0);
+	do_write(s, 0, 4, 9);
+	do_mremap(s, 2, 2, 2, MREMAP_MAYMOVE | MREMAP_FIXED, 16);
+	do_write(s, 17, 1, 10);
+	log_maps(s);
+	do_mremap(s, 16, 2, 6, MREMAP_MAYMOVE | MREMAP_FIXED, 24);   /* past EOF */
+	do_read(s, 24, 6);
+	log_maps(s);
+	do_msync(s, 0, 2, MS_SYNC);
+	do_msync(s, 24, 6, MS_SYNC);
+	log_file(s);
+	do_munmap(s, 0, 32);
+	log_file(s);
 }
 
 static const struct file_scenario {
@@ -487,6 +577,7 @@ static const struct file_scenario {
 	{ "dontneed_keeps_dirty", dontneed_keeps_dirty },
 	{ "access_checks", access_checks },
 	{ "shmem_split_and_merge", shmem_split_and_merge },
+	{ "mremap_file_mapping", mremap_file_mapping },
 };
 
 /* ---------------------------------------------------------------- driver */

@@ -275,6 +275,11 @@ static void test_maps_line(void **state)
 	assert_non_null(strstr(buf, E.path));
 	assert_non_null(strstr(buf, "rw-s 00000000 00:01 "));
 	assert_non_null(strstr(buf, "/dev/zero (deleted)"));
+	assert_int_equal(sm_write(E.cpu, (unsigned long)s, "s", 1), 0);
+	assert_int_equal(sm_read(E.cpu, (unsigned long)a, buf, 1), 0);
+	assert_true(sm_proc_read(E.mm, "status", buf, sizeof(buf)) > 0);
+	assert_non_null(strstr(buf, "RssFile:\t       4 kB"));
+	assert_non_null(strstr(buf, "RssShmem:\t       4 kB"));
 	assert_int_equal(sm_munmap(E.mm, (unsigned long)a, 2 * PG), 0);
 	assert_int_equal(sm_munmap(E.mm, (unsigned long)s, PG), 0);
 }
