@@ -234,6 +234,9 @@ struct sm_machine_stats {
 	 * writer in between PTE tables, keeping the range reserved meanwhile. */
 	uint64_t munmap_lock_drops;     /* times a zap let the mmap_lock go for a writer */
 	uint64_t munmap_reserve_waits;  /* fixed mappings that waited for such a range */
+	/* Page-table reclaim (issue 5): the PTE tables MADV_DONTNEED emptied. */
+	uint64_t pt_zap_freed;          /* freed by the zap itself */
+	uint64_t pt_zap_rechecked;      /* left to the locked recheck (PMD lock busy) */
 };
 void sm_machine_stats(struct sm_machine *m, struct sm_machine_stats *st);
 

@@ -356,12 +356,11 @@ static void collect_item_hits(struct sm_machine *m, struct ksm_rmap_item *item,
 		unsigned long addr = item->address;
 		struct rmap_hit hit;
 		spinlock_t *ptl;
-		pte_t *pmdp, *ptep;
+		pte_t *ptep;
 
 		if (addr < vma->vm_start || addr >= vma->vm_end)
 			continue;
-		pmdp = pmd_off(mm, addr);
-		if (!pmdp || !(ptep = pte_offset_map_lock(mm, pmdp, addr, &ptl)))
+		if (!(ptep = walk_pte_lock(mm, addr, &ptl)))
 			continue;
 		hit = (struct rmap_hit){ vma, addr, ptep_get(ptep) };
 		spin_unlock(ptl);

@@ -269,6 +269,8 @@ void sm_machine_stats(struct sm_machine *m, struct sm_machine_stats *st)
 	st->cow_bytes_copied = __atomic_load_n(&m->cow_bytes_copied, __ATOMIC_RELAXED);
 	st->munmap_lock_drops = __atomic_load_n(&m->munmap_lock_drops, __ATOMIC_RELAXED);
 	st->munmap_reserve_waits = __atomic_load_n(&m->munmap_reserve_waits, __ATOMIC_RELAXED);
+	st->pt_zap_freed = __atomic_load_n(&m->pt_zap_freed, __ATOMIC_RELAXED);
+	st->pt_zap_rechecked = __atomic_load_n(&m->pt_zap_rechecked, __ATOMIC_RELAXED);
 }
 
 void sm_mm_lock_stats(struct sm_mm *mm, struct sm_lock_stats *st)

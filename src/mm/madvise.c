@@ -167,12 +167,16 @@ static long madvise_pages(struct mmu_gather *tlb, struct vm_area_struct *vma,
 		if (advice == MADV_FREE) {
 			madvise_free_range(tlb, vma, start, end);
 		} else {
-			struct zap_details d = {
-				.reclaim_pt = vma->vm_mm->machine->pt_reclaim_on_zap };
+			struct sm_machine *m = vma->vm_mm->machine;
+			struct zap_details d = { .reclaim_pt = m->pt_reclaim_on_zap };
 
 			zap_page_range_details(tlb, vma, start, end, &d);
-			if (d.pt_missed)
+			if (d.pt_freed)
+				__atomic_fetch_add(&m->pt_zap_freed, d.pt_freed, __ATOMIC_RELAXED);
+			if (d.pt_missed) {
+				__atomic_fetch_add(&m->pt_zap_rechecked, d.pt_missed, __ATOMIC_RELAXED);
 				reclaim_pt_range(tlb, vma->vm_mm, start, end);
+			}
 		}
 		return 0;
 	case MADV_COLD:

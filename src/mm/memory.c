@@ -459,7 +459,9 @@ static void zap_pte_range(struct mmu_gather *tlb, struct sm_mm *mm, pte_t *pmdp,
 		tlb_flush_mmu(tlb);
 	if (whole) {
 		emptied = unlink_empty_pte_locked(mm, pmdp, ptl);
-		if (!emptied)
+		if (emptied)
+			details->pt_freed++;
+		else
 			details->pt_missed++;
 	}
 	spin_unlock(ptl);

@@ -27,6 +27,7 @@ struct page *vm_normal_page(struct sm_mm *mm, pte_t pte);
 struct zap_details {
 	bool reclaim_pt;            /* free the PTE tables it empties whose whole
 				     * 2 MiB span lies in the range (MADV_DONTNEED) */
+	unsigned long pt_freed;     /* out: tables emptied and freed */
 	unsigned long pt_missed;    /* out: tables emptied but left in place because
 				     * the PMD lock was busy (pt_reclaim rechecks them) */
 };

@@ -345,6 +345,10 @@ struct sm_machine {
 	/* munmap (munmap.c) */
 	uint64_t munmap_lock_drops;      /* atomic: zaps that let a waiting writer in */
 	uint64_t munmap_reserve_waits;   /* atomic: mappings that waited for a detached range */
+
+	/* Page-table reclaim on zap (memory.c, pt_reclaim.c) */
+	uint64_t pt_zap_freed;           /* atomic: tables the zap freed itself */
+	uint64_t pt_zap_rechecked;       /* atomic: ... left to the locked recheck */
 };
 
 static inline struct page *pfn_to_page(struct sm_machine *m, unsigned long pfn)

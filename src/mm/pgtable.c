@@ -139,6 +139,21 @@ pte_t *pte_offset_map_lock(struct sm_mm *mm, pte_t *pmdp, unsigned long addr, sp
 	return ptep;
 }
 
+pte_t *walk_pte_lock(struct sm_mm *mm, unsigned long addr, spinlock_t **ptl)
+{
+	pte_t *pmdp, *ptep = NULL;
+
+	/* Without mm's mmap_lock the upper tables may be freed under the walk
+	 * (page-table reclaim, munmap); only empty ones are, and RCU keeps them
+	 * readable until the PTE lock is ours, which settles it. */
+	sm_rcu_read_lock();
+	pmdp = pmd_off(mm, addr);
+	if (pmdp)
+		ptep = pte_offset_map_lock(mm, pmdp, addr, ptl);
+	sm_rcu_read_unlock();
+	return ptep;
+}
+
 pte_t *pte_alloc_map_lock(struct sm_mm *mm, unsigned long addr, spinlock_t **ptl)
 {
 	for (;;) {

@@ -31,6 +31,9 @@ int pte_alloc(struct sm_mm *mm, pte_t *pmdp);
 /* Map the PTE for addr under *pmdp and take its table's lock; NULL if the
  * PMD entry holds no table. */
 pte_t *pte_offset_map_lock(struct sm_mm *mm, pte_t *pmdp, unsigned long addr, spinlock_t **ptl);
+/* pmd_off, then pte_offset_map_lock, for a walker holding no mmap_lock of
+ * mm (rmap walks); NULL if no table maps addr. */
+pte_t *walk_pte_lock(struct sm_mm *mm, unsigned long addr, spinlock_t **ptl);
 /* Allocate missing levels, then map and lock; NULL on ENOMEM. */
 pte_t *pte_alloc_map_lock(struct sm_mm *mm, unsigned long addr, spinlock_t **ptl);
 

@@ -4,7 +4,8 @@
  * them. Three ways give them back:
  *
  *  - on zap (Linux 6.14): a MADV_DONTNEED that covered a table's whole
- *    2 MiB span frees the table if nothing is left in it;
+ *    2 MiB span frees the table if nothing is left in it (by default;
+ *    SM_CFG_NO_PT_RECLAIM_ON_ZAP keeps it);
  *  - on request: SM_MADV_PT_RECLAIM frees every empty PTE table in a range,
  *    then the PMD and PUD tables left empty;
  *  - in the background: a scanner thread per machine, off by default, does
@@ -18,8 +19,10 @@
  * has seen every entry go, so it only tries the PMD lock (out of order, so
  * never waits for it) and falls back to the recheck if that is busy. A PMD
  * entry is cleared only with both locks held, so holding a PTE lock taken
- * through pte_offset_map_lock keeps the table linked. Every path that reaches a table through a PMD entry either does
- * so inside an RCU read-side section and revalidates under the table lock
+ * through pte_offset_map_lock keeps the table linked.
+ *
+ * Every path that reaches a table through a PMD entry either does so inside
+ * an RCU read-side section and revalidates under the table lock
  * (pte_offset_map_lock, the CPU walker) or holds the mmap_lock for writing.
  * Walks of holes, where munmap (downgraded to the read lock) may be freeing
  * upper-level tables at the same moment, stay inside an RCU read-side
@@ -41,6 +44,7 @@ struct page *unlink_empty_pte_locked(struct sm_mm *mm, pte_t *pmdp, spinlock_t *
 {
 	struct page *tp = container_of(ptl, struct page, ptl);
 	spinlock_t *pml = pmd_lockptr(mm, pmdp);
+	pte_t pmd;
 	bool ours;
 
 	/* The PMD lock comes before the PTE lock: only try it. */
@@ -48,8 +52,8 @@ struct page *unlink_empty_pte_locked(struct sm_mm *mm, pte_t *pmdp, spinlock_t *
 		return NULL;
 	/* Everything that unlinks a PTE table holds its lock (free_pgtables
 	 * too), so the entry still names ours; checked all the same. */
-	ours = pte_pfn(ptep_get(pmdp)) == page_to_pfn(mm->machine, tp) &&
-	       (ptep_get(pmdp) & _PAGE_PRESENT);
+	pmd = ptep_get(pmdp);
+	ours = (pmd & _PAGE_PRESENT) && pte_pfn(pmd) == page_to_pfn(mm->machine, tp);
 	if (ours)
 		set_pte(pmdp, 0);
 	spin_unlock(pml);

@@ -280,14 +280,13 @@ int rmap_walk_anon(struct sm_machine *m, struct page *page,
 		struct sm_mm *mm = vma->vm_mm;
 		unsigned long addr;
 		spinlock_t *ptl;
-		pte_t *pmdp, *ptep;
+		pte_t *ptep;
 		struct rmap_hit hit;
 
 		if (index < vma->vm_pgoff || index - vma->vm_pgoff >= vma_pages(vma))
 			continue;
 		addr = vma->vm_start + ((index - vma->vm_pgoff) << PAGE_SHIFT);
-		pmdp = pmd_off(mm, addr);
-		if (!pmdp || !(ptep = pte_offset_map_lock(mm, pmdp, addr, &ptl)))
+		if (!(ptep = walk_pte_lock(mm, addr, &ptl)))
 			continue;
 		hit = (struct rmap_hit){ vma, addr, ptep_get(ptep) };
 		spin_unlock(ptl);
