@@ -110,6 +110,12 @@ struct ksm {
 	uint64_t full_scans, pages_scanned, pages_reused, pages_skipped;
 };
 
+/* Counters change under ksm->mutex but are read without it. */
+static inline void ksm_count(long *counter, long delta)
+{
+	__atomic_fetch_add(counter, delta, __ATOMIC_RELAXED);
+}
+
 /* ksm.c */
 int  ksm_init(struct sm_machine *m);
 void ksm_destroy(struct sm_machine *m);

@@ -112,9 +112,9 @@ static void remove_node_from_stable_tree(struct ksm *k, struct ksm_stable_node *
 
 	list_for_each_entry_safe(item, n, &node->hlist, hlist) {
 		if (item->hlist.next != &node->hlist)
-			k->pages_sharing--;
+			ksm_count(&k->pages_sharing, -1);
 		else
-			k->pages_shared--;
+			ksm_count(&k->pages_shared, -1);
 		__atomic_fetch_sub(&item->slot->mm->ksm_merging_pages, 1, __ATOMIC_RELAXED);
 		put_anon_vma(item->anon_vma);
 		list_del(&item->hlist);
@@ -123,7 +123,7 @@ static void remove_node_from_stable_tree(struct ksm *k, struct ksm_stable_node *
 		item->state = RMAP_NONE;
 	}
 	rb_erase(&node->node, &k->stable_tree);
-	k->stable_nodes--;
+	ksm_count(&k->stable_nodes, -1);
 	free(node);
 }
 
@@ -193,7 +193,7 @@ again:
 	}
 	rb_link_node(&node->node, parent, link);
 	rb_insert_color(&node->node, &k->stable_tree);
-	k->stable_nodes++;
+	ksm_count(&k->stable_nodes, 1);
 }
 
 void stable_tree_append(struct ksm *k, struct ksm_rmap_item *item, struct ksm_stable_node *node,
@@ -205,9 +205,9 @@ void stable_tree_append(struct ksm *k, struct ksm_rmap_item *item, struct ksm_st
 	item->head = node;
 	item->state = RMAP_STABLE;
 	if (list_empty(&node->hlist))
-		k->pages_shared++;
+		ksm_count(&k->pages_shared, 1);
 	else
-		k->pages_sharing++;
+		ksm_count(&k->pages_sharing, 1);
 	list_add(&item->hlist, &node->hlist);
 	node->rmap_hlist_len++;
 	__atomic_fetch_add(&item->slot->mm->ksm_merging_pages, 1, __ATOMIC_RELAXED);
@@ -288,7 +288,7 @@ struct ksm_rmap_item *unstable_tree_search_insert(struct ksm *k, struct sm_machi
 	item->seqnr = k->seqnr;
 	rb_link_node(&item->node, parent, link);
 	rb_insert_color(&item->node, &k->unstable_tree);
-	k->pages_unshared++;
+	ksm_count(&k->pages_unshared, 1);
 	return NULL;
 }
 
@@ -302,9 +302,9 @@ void remove_rmap_item_from_tree(struct ksm *k, struct ksm_rmap_item *item)
 		list_del(&item->hlist);
 		node->rmap_hlist_len--;
 		if (!list_empty(&node->hlist))
-			k->pages_sharing--;
+			ksm_count(&k->pages_sharing, -1);
 		else
-			k->pages_shared--;
+			ksm_count(&k->pages_shared, -1);
 		__atomic_fetch_sub(&item->slot->mm->ksm_merging_pages, 1, __ATOMIC_RELAXED);
 		put_anon_vma(item->anon_vma);
 		item->anon_vma = NULL;
@@ -313,7 +313,7 @@ void remove_rmap_item_from_tree(struct ksm *k, struct ksm_rmap_item *item)
 		/* An item of an earlier scan's tree: that tree is gone. */
 		if (item->seqnr == k->seqnr)
 			rb_erase(&item->node, &k->unstable_tree);
-		k->pages_unshared--;
+		ksm_count(&k->pages_unshared, -1);
 	}
 	item->state = RMAP_NONE;
 }
@@ -321,7 +321,7 @@ void remove_rmap_item_from_tree(struct ksm *k, struct ksm_rmap_item *item)
 void free_rmap_item(struct ksm *k, struct ksm_rmap_item *item)
 {
 	remove_rmap_item_from_tree(k, item);
-	k->rmap_items--;
+	ksm_count(&k->rmap_items, -1);
 	__atomic_fetch_sub(&item->slot->mm->ksm_rmap_items, 1, __ATOMIC_RELAXED);
 	free(item);
 }

@@ -57,7 +57,7 @@ static struct ksm_rmap_item *get_next_rmap_item(struct ksm *k, struct ksm_mm_slo
 	item->next = *k->cur_rmap;
 	*k->cur_rmap = item;
 	k->cur_rmap = &item->next;
-	k->rmap_items++;
+	ksm_count(&k->rmap_items, 1);
 	__atomic_fetch_add(&slot->mm->ksm_rmap_items, 1, __ATOMIC_RELAXED);
 	return item;
 }

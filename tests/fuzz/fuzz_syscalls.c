@@ -75,7 +75,7 @@ struct world {
 
 enum op {
 	OP_MMAP, OP_MUNMAP, OP_MPROTECT, OP_MADVISE, OP_MREMAP, OP_BRK,
-	OP_READ, OP_WRITE, OP_FORK, OP_PROC, OP_MMAP2, OP_WRITE2, NR_OPS
+	OP_READ, OP_WRITE, OP_FORK, OP_PROC, OP_MMAP2, OP_WRITE2, OP_KSM, NR_OPS
 };
 
 static uint8_t get8(struct input *in)
@@ -348,7 +348,7 @@ static void do_proc(struct world *w, int t, struct input *in)
 
 static const char *const op_names[NR_OPS] = {
 	"mmap", "munmap", "mprotect", "madvise", "mremap", "brk",
-	"read", "write", "fork/exit", "proc", "mmap", "write",
+	"read", "write", "fork/exit", "proc", "mmap", "write", "ksm",
 };
 
 static void run_op(struct world *w, struct input *in, unsigned *nr_writes)
@@ -420,6 +420,23 @@ static void run_op(struct world *w, struct input *in, unsigned *nr_writes)
 	case OP_PROC:
 		do_proc(w, t, in);
 		break;
+	case OP_KSM: {
+		/* A full KSM scan (pages merge on the second that sees them
+		 * unchanged), with zero pages or not; or merge-any switched. */
+		struct sm_ksm_config kc;
+
+		if (code & 0x20) {
+			ret = sm_mm_set_ksm_merge_any(mm, (code & 0x40) != 0);
+			trace(t, ret, "ksm_merge_any(%d)", (code & 0x40) != 0);
+			break;
+		}
+		sm_ksm_config(w->m, &kc);
+		kc.use_zero_pages = (code & 0x40) != 0;
+		sm_ksm_set(w->m, &kc);
+		ret = sm_ksm_scan(w->m, 1);
+		trace(t, ret, "ksm_scan(zero pages %d)", (code & 0x40) != 0);
+		break;
+	}
 	case NR_OPS:
 		break;
 	}
