@@ -163,7 +163,9 @@ void sm_pt_scanner_stats(struct sm_machine *m, struct sm_pt_scanner_stats *st);
 /* The flusher: one thread per machine writing back every dirty file page each
  * interval (Linux's dirty_writeback_centisecs). It starts with the first file
  * mapping, every 5 s, unless configured here first: cfg non-NULL (re)starts it
- * with that interval, NULL stops it for good. 0 or -errno. */
+ * with that interval, NULL stops it for good. 0 or -errno. A file's page cache
+ * goes back to free RAM when its last user lets go: usually its last unmap,
+ * but a flusher pass in progress may hold it a moment longer. */
 struct sm_flusher_config {
 	unsigned interval_ms;          /* 0 = 5000 */
 };

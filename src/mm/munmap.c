@@ -14,7 +14,8 @@
  * that writer every fault, since the lock is fair. Here the zap looks
  * between spans whether a writer is queued and, if so, lets go of the lock
  * and takes it again behind that writer: a writer waits for one span, not
- * for gigabytes.
+ * for gigabytes. Step 3 does the same every 1 GiB for the tables wholly
+ * inside one VMA, before the short final pass over the shared edges.
  *
  * That is sound because the detached VMAs belong to this munmap alone:
  * nothing reaches their pages but the page tables, which stay until step 3.
@@ -164,13 +165,30 @@ static void reserve_detached(struct sm_mm *mm, struct detached *d)
 /* ---------------------------------------------------------------- phase 2 */
 
 /*
+ * Between two page tables of a reserved range: the queued writer goes
+ * first, then this zap takes the read lock again behind it. Flush first,
+ * so that no page this zap took is left waiting in the gather meanwhile.
+ * Precondition: mmap_lock held for reading; no page-table pointer kept.
+ */
+static void let_writer_in(struct sm_mm *mm, struct mmu_gather *tlb)
+{
+	tlb_flush_mmu(tlb);
+	__atomic_fetch_add(&mm->machine->munmap_lock_drops, 1, __ATOMIC_RELAXED);
+	up_read(&mm->mmap_lock);
+	down_read(&mm->mmap_lock);
+}
+
+/*
  * Zap every page of the detached VMAs. With d->reserved, after each PTE
- * table a queued writer gets the lock: flush first, so that no page this
- * zap took is left waiting in the gather while others run.
+ * table a queued writer gets the lock.
  * Precondition: mmap_lock held (read suffices with d->reserved).
  */
 static void zap_detached(struct sm_mm *mm, struct detached *d, struct mmu_gather *tlb)
 {
+	/* A PTE table whose whole span the zap clears is this range's alone:
+	 * unlink it as it empties rather than look for it empty in step 3. */
+	struct zap_details details = { .reclaim_pt = true };
+
 	for (struct vm_area_struct *vma = d->first; vma; vma = vma->next_detached) {
 		unsigned long addr = vma->vm_start;
 		pte_t *pmdp;
@@ -178,14 +196,10 @@ static void zap_detached(struct sm_mm *mm, struct detached *d, struct mmu_gather
 		while (addr < vma->vm_end && (pmdp = pmd_next_table(mm, &addr, vma->vm_end))) {
 			unsigned long next = pmd_addr_end(addr, vma->vm_end);
 
-			zap_page_range(tlb, vma, addr, next);
+			zap_page_range_details(tlb, vma, addr, next, &details);
 			addr = next;
-			if (d->reserved && rwsem_writer_waiting(&mm->mmap_lock)) {
-				tlb_flush_mmu(tlb);
-				__atomic_fetch_add(&mm->machine->munmap_lock_drops, 1, __ATOMIC_RELAXED);
-				up_read(&mm->mmap_lock);
-				down_read(&mm->mmap_lock);
-			}
+			if (d->reserved && rwsem_writer_waiting(&mm->mmap_lock))
+				let_writer_in(mm, tlb);
 		}
 	}
 }
@@ -208,6 +222,28 @@ static void narrow_to_gap(const struct gt_root *t, unsigned long start, unsigned
 }
 
 /*
+ * Freeing a big range's tables takes a while too (at 16 GiB, 8192 tables to
+ * find empty). While the range is reserved, the tables wholly inside one
+ * VMA are its alone: free those first, 1 GiB at a time, letting a queued
+ * writer in between, and leave the shared edges to the pass below.
+ */
+static void free_inner_pgtables(struct sm_mm *mm, struct detached *d, struct mmu_gather *tlb)
+{
+	for (struct vm_area_struct *vma = d->first; vma; vma = vma->next_detached) {
+		unsigned long addr = vma->vm_start, next;
+
+		if (vma->vm_end - vma->vm_start <= PUD_SIZE)
+			continue;
+		for (; addr < vma->vm_end; addr = next) {
+			next = min((addr + PUD_SIZE) & PUD_MASK, vma->vm_end);
+			free_pgtables(tlb, mm, addr, next, vma->vm_start, vma->vm_end);
+			if (rwsem_writer_waiting(&mm->mmap_lock))
+				let_writer_in(mm, tlb);
+		}
+	}
+}
+
+/*
  * Free the page tables that only the detached VMAs used. Each VMA's tables
  * are bounded by the nearest mapping or reserved range on either side, as
  * they are now: a neighbour unmapped meanwhile widens the gap.
@@ -217,6 +253,8 @@ static void free_detached_pgtables(struct sm_mm *mm, struct detached *d, struct 
 	struct munmap_reserved *r = &mm->munmap_reserved;
 	struct vm_area_struct *vma;
 
+	if (d->reserved)
+		free_inner_pgtables(mm, d, tlb);
 	pthread_mutex_lock(&r->lock);
 	if (d->reserved)
 		for (vma = d->first; vma; vma = vma->next_detached)

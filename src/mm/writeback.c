@@ -26,8 +26,8 @@
  * shared VMAs it had, and the flusher thread every interval.
  *
  * Locking: wb_lock serializes writebacks of one file; folio_mkclean takes
- * i_mmap_lock, then each PTE lock, inside an RCU read-side section so that
- * page tables being freed by a concurrent munmap stay readable.
+ * i_mmap_lock, then each PTE lock through walk_pte_lock (no mmap_lock: the
+ * tables may be freed meanwhile, which it copes with).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -56,11 +56,8 @@ static bool mkclean_one(struct vm_area_struct *vma, unsigned long addr, void *ar
 	struct mkclean *mc = arg;
 	struct sm_mm *mm = vma->vm_mm;
 	spinlock_t *ptl;
-	pte_t *pmdp, *ptep, pte;
+	pte_t *ptep = walk_pte_lock(mm, addr, &ptl), pte;
 
-	sm_rcu_read_lock();
-	pmdp = pmd_off(mm, addr);
-	ptep = pmdp ? pte_offset_map_lock(mm, pmdp, addr, &ptl) : NULL;
 	if (ptep) {
 		pte = ptep_get(ptep);
 		if (pte_hw_present(pte) && !pte_special(pte) && pte_pfn(pte) == mc->pfn &&
@@ -74,7 +71,6 @@ static bool mkclean_one(struct vm_area_struct *vma, unsigned long addr, void *ar
 		}
 		spin_unlock(ptl);
 	}
-	sm_rcu_read_unlock();
 	return true;
 }
 
