@@ -222,24 +222,6 @@ static bool check_side(const struct diff_step *steps, const struct cow_seq *s,
 	return true;
 }
 
-/* Host events that rewrite THPs asynchronously; see the top of the file. */
-static unsigned long long host_thp_events(void)
-{
-	static const char *const names[] = { "thp_collapse_alloc", "thp_underused_split_page" };
-	unsigned long long sum = 0, val;
-	char key[64];
-	FILE *f = fopen("/proc/vmstat", "r");
-
-	if (!f)
-		return 0;
-	while (fscanf(f, "%63s %llu", key, &val) == 2)
-		for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-			if (!strcmp(key, names[i]))
-				sum += val;
-	fclose(f);
-	return sum;
-}
-
 #define COW_TRIES 4
 
 void diff_run_cow_tests(struct diff_driver *d, const struct diff_opts *o,
@@ -271,12 +253,12 @@ void diff_run_cow_tests(struct diff_driver *d, const struct diff_opts *o,
 				if (o->verbose)
 					printf("%s\n", name);
 				for (unsigned try = 1;; try++) {
-					unsigned long long before = host_thp_events();
+					unsigned long long before = host_async_events();
 
 					ok = driver_run(d, &quiet, name, s.ops, s.n, &f);
-					if (host_thp_events() == before || try == COW_TRIES)
+					if (host_async_events() == before || try == COW_TRIES)
 						break;
-					printf("RETRY %s: khugepaged or the THP shrinker rewrote host THPs during the test\n",
+					printf("RETRY %s: khugepaged, the THP shrinker or ksmd changed host pages during the test\n",
 					       name);
 				}
 				if (!ok && !o->quiet)

@@ -234,6 +234,10 @@ struct diff_driver *driver_open(void);
 /* true when host and softmm agree; otherwise a report and *fail. */
 bool driver_run(struct diff_driver *d, const struct diff_opts *o, const char *name,
 		const struct diff_op *ops, unsigned n, struct diff_failure *fail);
+/* A hash of the host's counters for khugepaged, the THP shrinker and ksmd:
+ * when it moved during a run, the host rewrote pages behind the test's back
+ * (driver.c). driver_run already reruns a failing sequence when it did. */
+unsigned long long host_async_events(void);
 /* Print the report of a failure that a quiet driver_run kept to itself. */
 void driver_report(const struct diff_driver *d, const char *name, const struct diff_op *ops,
 		   unsigned n, const struct diff_failure *f);

@@ -8,6 +8,14 @@
  *
  * If softmm crashes, a signal handler (or the sanitizer's death callback)
  * names the sequence being run, so that it can be replayed.
+ *
+ * The host rewrites a process's pages behind its back: khugepaged collapses
+ * a THP into a fresh copy, the THP shrinker splits one, and ksmd (when some
+ * other program switched the host's KSM on) merges MADV_MERGEABLE pages or
+ * unmerges them into private copies. Each changes what pagemap reports (a
+ * page exclusive in one run, shared in the next). A sequence that differs
+ * while one of those counters moved says nothing about softmm, so it runs
+ * again; softmm is deterministic, so a real fault of ours fails every try.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +30,7 @@ struct diff_driver {
 	struct diff_step *sm_steps;
 	const struct diff_step *host_steps;
 	char why[16384];
+	bool side_failed;    /* the last run: a side could not run the sequence */
 };
 
 /* For the crash report: the one thing a signal handler may read. */
@@ -180,8 +189,36 @@ static void run_host_again(struct diff_driver *d, const struct diff_op *ops, uns
 	host_submit(ops, n);
 }
 
-bool driver_run(struct diff_driver *d, const struct diff_opts *o, const char *name,
-		const struct diff_op *ops, unsigned n, struct diff_failure *fail)
+unsigned long long host_async_events(void)
+{
+	static const char *const vmstat[] = { "thp_collapse_alloc", "thp_underused_split_page" };
+	static const char *const ksm[] = { "run", "full_scans", "pages_shared", "pages_sharing" };
+	unsigned long long h = 0, val;
+	char key[64], path[96];
+	FILE *f = fopen("/proc/vmstat", "r");
+
+	/* A hash, not a sum: one counter's rise must not cancel another's fall. */
+	if (f) {
+		while (fscanf(f, "%63s %llu", key, &val) == 2)
+			for (unsigned i = 0; i < sizeof(vmstat) / sizeof(vmstat[0]); i++)
+				if (!strcmp(key, vmstat[i]))
+					h = h * 1000003u + val;
+		fclose(f);
+	}
+	for (unsigned i = 0; i < sizeof(ksm) / sizeof(ksm[0]); i++) {
+		snprintf(path, sizeof(path), "/sys/kernel/mm/ksm/%s", ksm[i]);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fscanf(f, "%llu", &val) == 1)
+			h = h * 1000003u + val;
+		fclose(f);
+	}
+	return h;
+}
+
+static bool run_once(struct diff_driver *d, const struct diff_opts *o, const char *name,
+		     const struct diff_op *ops, unsigned n, struct diff_failure *fail)
 {
 	char host_problem[128], sm_problem[160];
 
@@ -192,6 +229,7 @@ bool driver_run(struct diff_driver *d, const struct diff_opts *o, const char *na
 	else
 		softmm_run(d->sm, ops, n, d->sm_steps, sm_problem, sizeof(sm_problem));
 	d->host_steps = host_collect(host_problem, sizeof(host_problem));
+	d->side_failed = host_problem[0] || sm_problem[0];
 	if (host_problem[0] || sm_problem[0]) {
 		snprintf(d->why, sizeof(d->why), "%s%s%s%s\n", host_problem[0] ? "host: " : "",
 			 host_problem, sm_problem[0] ? "softmm: " : "", sm_problem);
@@ -215,4 +253,31 @@ bool driver_run(struct diff_driver *d, const struct diff_opts *o, const char *na
 		}
 	}
 	return true;
+}
+
+#define DRIVER_TRIES 4
+
+bool driver_run(struct diff_driver *d, const struct diff_opts *o, const char *name,
+		const struct diff_op *ops, unsigned n, struct diff_failure *fail)
+{
+	struct diff_opts quiet = *o;
+
+	quiet.quiet = true;
+	for (unsigned try = 1;; try++) {
+		unsigned long long before = host_async_events();
+
+		if (run_once(d, &quiet, name, ops, n, fail))
+			return true;
+		if (host_async_events() == before || try == DRIVER_TRIES)
+			break;
+		printf("RETRY %s: khugepaged, the THP shrinker or ksmd changed the host's pages "
+		       "during the run\n", name);
+	}
+	if (o->quiet)
+		return false;
+	if (d->side_failed)
+		printf("FAIL %s: %s", name, d->why);
+	else
+		report(d, name, ops, n, fail->step);
+	return false;
 }
