@@ -5,9 +5,11 @@
  *   merge 1G identical      two mms (host: this process and a forked child)
  *   merge rate              of 512 MiB each, every page the same, all
  *                           MADV_MERGEABLE; then ksmd runs (run = 1,
- *                           pages_to_scan 10000, sleep_millisecs 0) until
- *                           every page is merged (the mms' ksm_merging_pages,
- *                           polled every millisecond). Time, and pages/s.
+ *                           pages_to_scan 10000, sleep_millisecs 0,
+ *                           smart_scan 0) until
+ *                           every page is merged (every page's frame is a
+ *                           KSM page, polled every millisecond). Time, and
+ *                           pages/s.
  *                           Linux merges at most max_page_sharing (256)
  *                           mappings per KSM page; softmm has no such limit.
  *   wp fault, KSM x1 reuse  a write to each page of a range whose pages are
@@ -52,6 +54,8 @@
 struct host_ksm {
 	bool ok;
 	long run, pages_to_scan, sleep_millisecs;
+	long smart_scan;	/* < 0: the host has no such knob (before 6.7) */
+	int kpageflags;		/* /proc/kpageflags, or -1 */
 	char why[160];
 };
 
@@ -117,6 +121,8 @@ static void restore_and_die(int sig)
 		write_knob_raw("/sys/kernel/mm/ksm/run", h->run);
 		write_knob_raw("/sys/kernel/mm/ksm/pages_to_scan", h->pages_to_scan);
 		write_knob_raw("/sys/kernel/mm/ksm/sleep_millisecs", h->sleep_millisecs);
+		if (h->smart_scan >= 0)
+			write_knob_raw("/sys/kernel/mm/ksm/smart_scan", h->smart_scan);
 	}
 	signal(sig, SIG_DFL);
 	raise(sig);
@@ -127,6 +133,7 @@ static void host_ksm_open(struct host_ksm *h, bool quick)
 	int err;
 
 	memset(h, 0, sizeof(*h));
+	h->kpageflags = -1;
 	if (quick) {
 		snprintf(h->why, sizeof(h->why), "not measured under --quick (the host's ksmd is global)");
 		return;
@@ -146,6 +153,21 @@ static void host_ksm_open(struct host_ksm *h, bool quick)
 			 strerror(-err));
 		return;
 	}
+	h->kpageflags = open("/proc/kpageflags", O_RDONLY);
+	if (h->kpageflags < 0) {
+		snprintf(h->why, sizeof(h->why), "cannot tell when the host has merged (/proc/kpageflags: %s)",
+			 strerror(errno));
+		return;
+	}
+	/*
+	 * smart_scan skips, for a growing number of scans, pages that failed to
+	 * merge before. It goes by the rmap items, and those of a region just
+	 * unmapped are reused when the next rep maps at the same address: a
+	 * rep's pages were then skipped for minutes. Off for the run.
+	 */
+	h->smart_scan = sysfs_read("smart_scan");
+	if (h->smart_scan > 0)
+		sysfs_write("smart_scan", 0);
 	h->ok = true;
 	restore_on_signal = h;
 	signal(SIGINT, restore_and_die);
@@ -159,6 +181,9 @@ static void host_ksm_close(struct host_ksm *h)
 	sysfs_write("run", h->run);
 	sysfs_write("pages_to_scan", h->pages_to_scan);
 	sysfs_write("sleep_millisecs", h->sleep_millisecs);
+	if (h->smart_scan >= 0)
+		sysfs_write("smart_scan", h->smart_scan);
+	close(h->kpageflags);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
 	restore_on_signal = NULL;
@@ -173,39 +198,90 @@ static int host_ksm_run(unsigned run)
 	return err ? err : sysfs_write("run", run);
 }
 
-/* ksm_merging_pages of a process (pid 0: this one). */
-static long host_merging_pages(pid_t pid)
-{
-	char path[64], line[128];
-	long v = -ENOENT;
-	FILE *f;
+/*
+ * Whether ksmd is done is read from the frames themselves: a page is merged
+ * once the frame its PTE maps (/proc/PID/pagemap) has KPF_KSM in
+ * /proc/kpageflags. The per-process ksm_merging_pages looks simpler but
+ * counts rmap items, and those of a region already unmapped linger until
+ * ksmd's next full scan: a wait on it ended before the next rep's pages had
+ * merged, and the fault it then timed was no KSM fault at all.
+ */
+#define KPF_KSM_BIT (1ull << 21)
+#define PM_PRESENT (1ull << 63)
+#define PM_PFN_MASK ((1ull << 55) - 1)
+#define PM_BATCH 512
 
-	if (pid)
-		snprintf(path, sizeof(path), "/proc/%d/ksm_stat", (int)pid);
+struct host_span {
+	pid_t pid;		/* 0: this process */
+	unsigned long addr, pages;
+	unsigned long merged;	/* pages [0, merged) are known KSM pages */
+};
+
+/* Move span->merged past the pages now merged. While ksmd runs and nobody
+ * writes, a merged page stays merged, so each page is looked at until it
+ * merges and never again. 0 or -errno. */
+static long host_span_advance(struct host_span *s, int kpageflags)
+{
+	uint64_t pm[PM_BATCH], flags;
+	char path[64];
+	long ret = 0;
+	int fd;
+
+	if (s->pid)
+		snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)s->pid);
 	else
-		snprintf(path, sizeof(path), "/proc/self/ksm_stat");
-	f = fopen(path, "r");
-	if (!f)
+		snprintf(path, sizeof(path), "/proc/self/pagemap");
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
 		return -errno;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "ksm_merging_pages %ld", &v) == 1)
+	while (s->merged < s->pages) {
+		size_t n = s->pages - s->merged < PM_BATCH ? s->pages - s->merged : PM_BATCH, i;
+		off_t at = (off_t)((s->addr / PAGE_4K + s->merged) * sizeof(uint64_t));
+		ssize_t got = pread(fd, pm, n * sizeof(uint64_t), at);
+
+		if (got != (ssize_t)(n * sizeof(uint64_t))) {
+			ret = got < 0 ? -errno : -EIO;
 			break;
-	fclose(f);
-	return v;
+		}
+		for (i = 0; i < n; i++) {
+			uint64_t pfn = pm[i] & PM_PFN_MASK;
+
+			if (!(pm[i] & PM_PRESENT) || !pfn)
+				break;
+			got = pread(kpageflags, &flags, sizeof(flags), (off_t)(pfn * sizeof(flags)));
+			if (got != (ssize_t)sizeof(flags)) {
+				ret = got < 0 ? -errno : -EIO;
+				goto out;
+			}
+			if (!(flags & KPF_KSM_BIT))
+				break;
+		}
+		s->merged += i;
+		if (i < n)
+			break;
+	}
+out:
+	close(fd);
+	return ret;
 }
 
-/* Wait until the processes' merged pages reach `want`: 0, or -ETIMEDOUT. */
-static long host_wait_merged(pid_t child, long want)
+/* Wait until every page of the spans is a KSM page: 0, or -errno. */
+static long host_wait_merged(const struct host_ksm *h, struct host_span *spans, int n)
 {
 	uint64_t end = bench_now_ns() + (uint64_t)MERGE_TIMEOUT_S * 1000000000ull;
 	struct timespec ms = { 0, 1000000 };
 
 	for (;;) {
-		long a = host_merging_pages(0), b = child ? host_merging_pages(child) : 0;
+		bool all = true;
 
-		if (a < 0 || b < 0)
-			return a < 0 ? a : b;
-		if (a + b >= want)
+		for (int i = 0; i < n; i++) {
+			long ret = host_span_advance(&spans[i], h->kpageflags);
+
+			if (ret)
+				return ret;
+			all &= spans[i].merged == spans[i].pages;
+		}
+		if (all)
 			return 0;
 		if (bench_now_ns() > end)
 			return -ETIMEDOUT;
@@ -331,11 +407,13 @@ out:
 
 /* The child maps its half after the fork, so that neither process has the
  * other's pages: each holds `len` of the identical pages. */
-static long host_merge_rep(unsigned long len, struct merge_rows *mr, bool warmup)
+static long host_merge_rep(const struct host_ksm *h, unsigned long len, struct merge_rows *mr,
+			   bool warmup)
 {
 	int ready[2], done[2];
 	unsigned long pages = 2 * len / PAGE_4K;
-	char *a = NULL, c = 0;
+	struct host_span spans[2];
+	char *a = NULL, *theirs = NULL, c = 0;
 	uint64_t t0;
 	pid_t child;
 	long ret;
@@ -352,8 +430,9 @@ static long host_merge_rep(unsigned long len, struct merge_rows *mr, bool warmup
 	if (child == 0) {
 		close(ready[0]);
 		close(done[1]);
-		c = host_region(len, false) ? 1 : 0;
-		if (write(ready[1], &c, 1) != 1 || read(done[0], &c, 1) < 0)
+		theirs = host_region(len, false);
+		if (write(ready[1], &theirs, sizeof(theirs)) != (ssize_t)sizeof(theirs) ||
+		    read(done[0], &c, 1) < 0)
 			_exit(1);
 		_exit(0);
 	}
@@ -364,14 +443,16 @@ static long host_merge_rep(unsigned long len, struct merge_rows *mr, bool warmup
 		goto out;
 	}
 	a = host_region(len, false);
-	if (!a || read(ready[0], &c, 1) != 1 || !c) {
+	if (!a || read(ready[0], &theirs, sizeof(theirs)) != (ssize_t)sizeof(theirs) || !theirs) {
 		ret = -ENOMEM;
 		goto out;
 	}
+	spans[0] = (struct host_span){ .pid = 0, .addr = (unsigned long)a, .pages = len / PAGE_4K };
+	spans[1] = (struct host_span){ .pid = child, .addr = (unsigned long)theirs, .pages = len / PAGE_4K };
 	t0 = bench_now_ns();
 	ret = host_ksm_run(1);
 	if (!ret)
-		ret = host_wait_merged(child, (long)pages);
+		ret = host_wait_merged(h, spans, 2);
 	if (!ret)
 		sample_merge(mr, SIDE_HOST, pages, bench_now_ns() - t0, warmup);
 	host_ksm_run(0);
@@ -447,10 +528,15 @@ out:
 	return ret;
 }
 
-static long host_wp_rep(enum wp_case wc, unsigned long npages, struct wp_rows *wr, bool warmup)
+static long host_wp_rep(const struct host_ksm *h, enum wp_case wc, unsigned long npages,
+			struct wp_rows *wr, bool warmup)
 {
 	unsigned long len = npages * PAGE_4K;
 	char *a = host_region(len, true), *b = host_region(len, true);
+	struct host_span spans[2] = {
+		{ .addr = (unsigned long)a, .pages = npages },
+		{ .addr = (unsigned long)b, .pages = npages },
+	};
 	uint64_t t0, t1;
 	long ret = -ENOMEM;
 
@@ -458,7 +544,7 @@ static long host_wp_rep(enum wp_case wc, unsigned long npages, struct wp_rows *w
 		goto out;
 	ret = host_ksm_run(1);
 	if (!ret)
-		ret = host_wait_merged(0, 2 * (long)npages);
+		ret = host_wait_merged(h, spans, 2);
 	host_ksm_run(0);
 	if (ret)
 		goto out;
@@ -552,7 +638,7 @@ static void run_ksm(const struct bench_opts *opts, struct bench_report *rep)
 	bench_progress("ksm: host, merging");
 	ret = 0;
 	for (int i = -1; i < opts->reps && !ret; i++)
-		ret = host_merge_rep(merge_len, &mr, i < 0);
+		ret = host_merge_rep(&h, merge_len, &mr, i < 0);
 	if (ret) {
 		bench_row_fail(mr.ms, SIDE_HOST, "%s", strerror((int)-ret));
 		bench_row_fail(mr.rate, SIDE_HOST, "%s", strerror((int)-ret));
@@ -563,7 +649,7 @@ static void run_ksm(const struct bench_opts *opts, struct bench_report *rep)
 		bench_progress("ksm: host, write faults on KSM pages %s", wp_names[c]);
 		ret = 0;
 		for (int i = -1; i < opts->reps && !ret; i++)
-			ret = host_wp_rep((enum wp_case)c, npages, &wr, i < 0);
+			ret = host_wp_rep(&h, (enum wp_case)c, npages, &wr, i < 0);
 		if (ret)
 			bench_row_fail(wr.ns[c], SIDE_HOST, "%s", strerror((int)-ret));
 	}
