@@ -2,13 +2,15 @@
  * mremap: shrink (munmap of the tail), grow in place (extend the VMA when
  * the space after it is free), or move: a new VMA at the destination and
  * the page-table entries carried over under both tables' locks — pages are
- * never copied, so their contents, rmap and RSS stay as they were.
+ * never copied, so their contents, rmap and RSS stay as they were (KSM pages
+ * excepted: they are broken first, as in Linux).
  * MREMAP_DONTUNMAP leaves the old range mapped and empty.
  *
  * Preconditions of the helpers: mmap_lock held for writing.
  */
 #include <errno.h>
 #include <sys/mman.h>
+#include "mm/ksm.h"
 #include "mm/memory.h"
 #include "mm/mmap.h"
 #include "mm/munmap.h"
@@ -135,6 +137,16 @@ static long move_vma(struct sm_mm *mm, struct remap *r)
 
 	if (mm->map_count >= mm->machine->max_map_count - 3)
 		return -ENOMEM;
+	/*
+	 * KSM's rmap items know their pages by address: a KSM page carried to
+	 * the new address would be found by none of them. Break them first, as
+	 * Linux does; the VMA stays mergeable and merges again where it lands.
+	 */
+	if (flags & VM_MERGEABLE) {
+		err = unmerge_ksm_pages(vma, r->addr, r->addr + r->old_len);
+		if (err)
+			return err;
+	}
 	new = copy_vma(vma, r->addr, r->new_addr, r->new_len);
 	if (!new)
 		return -ENOMEM;

@@ -309,6 +309,47 @@ static void test_unmerge(void **state)
 	env_free(&e);
 }
 
+/* mremap moving merged memory breaks its KSM pages first, as Linux's
+ * move_vma does: KSM's rmap items know pages by address, and a KSM page
+ * turning up at the new address would be found by none of them. The VMA
+ * stays mergeable, so they merge again there. */
+static void test_mremap(void **state)
+{
+	struct env e = env_new(0);
+	const unsigned long at = 0x48000000, to = 0x4c000000;
+	struct sm_mm *a = mm_with_pages(&e, at, 3, PROT_READ | PROT_WRITE);
+	struct sm_mm *b = mm_with_pages(&e, at, 3, PROT_READ | PROT_WRITE);
+
+	(void)state;
+	merge(&e);
+	assert_int_equal(pfn_at(a, at), pfn_at(b, at));
+	assert_int_equal(sm_mremap(a, at, NPAGES * 4096ul, NPAGES * 4096ul,
+				   MREMAP_MAYMOVE | MREMAP_FIXED, to), (long)to);
+	for (int i = 0; i < NPAGES; i++) {
+		struct page *p = pfn_to_page(e.m, pfn_at(a, to + i * 4096ul));
+
+		assert_false(folio_test_ksm(page_head(e.m, p)));
+		assert_int_not_equal(pfn_at(a, to + i * 4096ul), pfn_at(b, at + i * 4096ul));
+		assert_int_equal(read_byte(&e, a, to + i * 4096ul + 9), 3 + i);
+	}
+	assert_int_equal(proc_field(a, "smaps_rollup", "KSM:"), 0);
+	assert_int_equal(sm_mm_check(a), 0);
+	assert_int_equal(sm_mm_check(b), 0);
+	merge(&e);
+	for (int i = 0; i < NPAGES; i++)
+		assert_int_equal(pfn_at(a, to + i * 4096ul), pfn_at(b, at + i * 4096ul));
+	assert_int_equal(proc_field(a, "ksm_stat", "ksm_merging_pages "), NPAGES);
+	/* A write after all this stays in its own mm. */
+	fill_page(&e, a, to, 0x5a);
+	assert_int_equal(read_byte(&e, b, at), 3);
+	assert_int_equal(sm_mm_check(a), 0);
+	assert_int_equal(sm_mm_check(b), 0);
+	sm_mm_destroy(a);
+	sm_mm_destroy(b);
+	assert_int_equal(stats(&e).pages_shared, 0);
+	env_free(&e);
+}
+
 /* use_zero_pages: zero-filled pages map the zero page; unmerging makes them
  * KSM's no more. */
 static void test_zero_pages(void **state)
@@ -518,6 +559,7 @@ int main(void)
 		cmocka_unit_test(test_reuse),
 		cmocka_unit_test(test_no_reuse),
 		cmocka_unit_test(test_unmerge),
+		cmocka_unit_test(test_mremap),
 		cmocka_unit_test(test_zero_pages),
 		cmocka_unit_test(test_prot_none),
 		cmocka_unit_test(test_fork),
