@@ -176,55 +176,62 @@ void ksm_zero_pte_gone(struct sm_mm *mm)
 }
 
 /*
- * Unshare one address: a KSM page gets a private copy; a KSM zero PTE stays
- * the zero page but is KSM's no more (Linux faults a fresh page in; the
- * contents and the counters end the same). 0, or -ENOMEM.
+ * Unshare one address: a KSM page gets a private copy, a KSM zero PTE a
+ * fresh zeroed page (as Linux's unsharing fault: the mm's RSS grows by it),
+ * both mapped read-only and exclusive, so a later write reuses them.
+ * 0, or -ENOMEM.
  */
 static int break_ksm(struct vm_area_struct *vma, unsigned long addr)
 {
 	struct sm_mm *mm = vma->vm_mm;
 	struct sm_machine *m = mm->machine;
-	pte_t *pmdp = pmd_off(mm, addr), *ptep, pte;
-	struct page *page, *copy;
+	pte_t *pmdp = pmd_off(mm, addr), *ptep, pte, keep;
+	struct page *page = NULL, *copy;
 	spinlock_t *ptl;
+	bool zero;
 
 	if (!pmdp || !(ptep = pte_offset_map_lock(mm, pmdp, addr, &ptl)))
 		return 0;
 	pte = ptep_get(ptep);
-	if (is_ksm_zero_pte(m, pte)) {
-		ptep_clear_bits(ptep, _PAGE_DIRTY);
+	zero = is_ksm_zero_pte(m, pte);
+	if (!zero) {
+		page = pte_present(pte) ? vm_normal_page(mm, pte) : NULL;
+		if (!page || !folio_test_ksm(page)) {
+			spin_unlock(ptl);
+			return 0;
+		}
+		get_page(page);
+	}
+	spin_unlock(ptl);
+	copy = folio_alloc_anon(m, 0, zero);
+	if (!copy) {
+		if (page)
+			folio_put_refs(m, page, 1);
+		return -ENOMEM;
+	}
+	/* A KSM page is never written: no copy can tear. */
+	if (page)
+		memcpy(page_address(m, copy), page_address(m, page), PAGE_SIZE);
+	ptep = pte_offset_map_lock(mm, pmdp, addr, &ptl);
+	if (!ptep || ptep_get(ptep) != pte) {
+		/* Changed meanwhile (a write fault copied it, say): look again. */
+		if (ptep)
+			spin_unlock(ptl);
+		folio_put_refs(m, copy, 1);
+		if (page)
+			folio_put_refs(m, page, 1);
+		return ptep ? break_ksm(vma, addr) : 0;
+	}
+	folio_add_new_anon_rmap(copy, vma, addr);
+	/* The zero PTE's dirty bit only marked it KSM's. */
+	keep = pte & ~PTE_PFN_MASK & ~(_PAGE_RW | _PAGE_SPECIAL | (zero ? _PAGE_DIRTY : 0));
+	replace_pte(vma, addr, ptep, pfn_pte(page_to_pfn(m, copy), keep));
+	if (zero) {
+		add_mm_counter(mm, MM_ANONPAGES, 1);
 		ksm_zero_pte_gone(mm);
 		spin_unlock(ptl);
 		return 0;
 	}
-	page = pte_present(pte) ? vm_normal_page(mm, pte) : NULL;
-	if (!page || !folio_test_ksm(page)) {
-		spin_unlock(ptl);
-		return 0;
-	}
-	get_page(page);
-	spin_unlock(ptl);
-	copy = folio_alloc_anon(m, 0, false);
-	if (!copy) {
-		folio_put_refs(m, page, 1);
-		return -ENOMEM;
-	}
-	/* A KSM page is never written: no copy can tear. */
-	memcpy(page_address(m, copy), page_address(m, page), PAGE_SIZE);
-	if (!(ptep = pte_offset_map_lock(mm, pmdp, addr, &ptl))) {
-		folio_put_refs(m, copy, 1);
-		folio_put_refs(m, page, 1);
-		return 0;
-	}
-	if (ptep_get(ptep) != pte) {
-		/* Changed meanwhile (a write fault copied it, say): look again. */
-		spin_unlock(ptl);
-		folio_put_refs(m, copy, 1);
-		folio_put_refs(m, page, 1);
-		return break_ksm(vma, addr);
-	}
-	folio_add_new_anon_rmap(copy, vma, addr);
-	replace_pte(vma, addr, ptep, pfn_pte(page_to_pfn(m, copy), pte & ~PTE_PFN_MASK & ~_PAGE_RW));
 	folio_remove_rmap_ptes(page, page, 1);
 	folio_put_refs(m, page, 1);   /* the PTE's */
 	spin_unlock(ptl);

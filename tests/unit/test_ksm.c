@@ -350,8 +350,8 @@ static void test_mremap(void **state)
 	env_free(&e);
 }
 
-/* use_zero_pages: zero-filled pages map the zero page; unmerging makes them
- * KSM's no more. */
+/* use_zero_pages: zero-filled pages map the zero page; unmerging gives each
+ * a page of its own again. */
 static void test_zero_pages(void **state)
 {
 	struct env e = env_new(0);
@@ -381,6 +381,13 @@ static void test_zero_pages(void **state)
 	/* Unmerge half, write one of the rest, unmap another. */
 	assert_int_equal(sm_madvise(mm, at, NPAGES / 2 * 4096ul, MADV_UNMERGEABLE), 0);
 	assert_int_equal(stats(&e).ksm_zero_pages, NPAGES / 2);
+	/* Each unmerged one got a fresh page, as on Linux (its RSS grows). */
+	assert_int_equal(proc_field(mm, "status", "RssAnon:"), NPAGES / 2 * 4);
+	for (int i = 0; i < NPAGES / 2; i++) {
+		assert_int_not_equal(pfn_at(mm, at + i * 4096ul), zero_pfn);
+		assert_int_equal(read_byte(&e, mm, at + i * 4096ul + 100), 0);
+	}
+	assert_int_equal(sm_mm_check(mm), 0);
 	fill_page(&e, mm, at + (NPAGES - 1) * 4096ul, 0x10);
 	assert_int_equal(sm_munmap(mm, at + (NPAGES - 2) * 4096ul, 4096), 0);
 	assert_int_equal(stats(&e).ksm_zero_pages, NPAGES / 2 - 2);
