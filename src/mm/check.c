@@ -13,7 +13,10 @@
  *     each PTE of a file VMA mapping that file's cached folio for that
  *     offset (or an anonymous copy), and every file's page cache: refcount
  *     = the cache's reference + one per mapping PTE (+ transient ones, so
- *     "at least" unless the mm is the machine's only one).
+ *     "at least" unless the mm is the machine's only one); every file
+ *     folio mapped is its file's cached folio for its index (a hole punch
+ *     takes folios out of the cache and unmaps them in one step for us:
+ *     we hold the invalidate_lock of each file the mm maps, for reading).
  *   - KSM: a KSM page is mapped read-only and names a stable node that
  *     names it back; the stable tree holds one reference beyond its
  *     mappings; the mm's KSM counters (zero pages, rmap items, merging
@@ -36,6 +39,8 @@
 
 struct checker {
 	struct sm_mm *mm;
+	struct address_space **files;   /* mapped by the mm: invalidate_lock held */
+	int nr_files;
 	uint32_t *maps;          /* PTEs seen per pfn */
 	long tables, anon, file, ksm_zero;
 	int errors;
@@ -154,6 +159,9 @@ static void check_leaf(struct checker *c, unsigned long addr, pte_t pte)
 		else if (head->index != linear_page_index(vma, addr))
 			BAD(c, "file page at %lx has index %lu, expected %lu", addr, head->index,
 			    linear_page_index(vma, addr));
+		else if (!filemap_folio_cached(vma->vm_file, head))
+			BAD(c, "file page %lu at %lx is not its file's cached folio (a punched hole?)",
+			    pfn, addr);
 	}
 	c->maps[pfn]++;
 }
@@ -269,6 +277,48 @@ static void check_ksm(struct checker *c)
 		BAD(c, "ksm_merging_pages %ld, stable items %ld", mm->ksm_merging_pages, merging);
 }
 
+static void add_file(struct checker *c, struct address_space *as)
+{
+	for (int i = 0; i < c->nr_files; i++)
+		if (c->files[i] == as)
+			return;
+	c->files[c->nr_files++] = as;
+}
+
+/* The invalidate_lock of every file the mm maps (its detached VMAs too),
+ * so that no hole punch is halfway while we look. Taken after the
+ * mmap_lock, as a fault takes them. false without memory for the list. */
+static bool lock_files(struct checker *c)
+{
+	struct gt_node *reserved = gt_first(&c->mm->munmap_reserved.vmas);
+	struct vm_area_struct *vma;
+	size_t n = 1;
+
+	for (vma = vma_first(c->mm); vma; vma = vma_next(vma))
+		n += vma->vm_file != NULL;
+	for (struct gt_node *r = reserved; r; r = gt_next(r))
+		n += node_vma(r)->vm_file != NULL;
+	c->files = malloc(n * sizeof(*c->files));
+	if (!c->files)
+		return false;
+	for (vma = vma_first(c->mm); vma; vma = vma_next(vma))
+		if (vma->vm_file)
+			add_file(c, vma->vm_file);
+	for (struct gt_node *r = reserved; r; r = gt_next(r))
+		if (node_vma(r)->vm_file)
+			add_file(c, node_vma(r)->vm_file);
+	for (int i = 0; i < c->nr_files; i++)
+		down_read(&c->files[i]->invalidate_lock);
+	return true;
+}
+
+static void unlock_files(struct checker *c)
+{
+	for (int i = 0; i < c->nr_files; i++)
+		up_read(&c->files[i]->invalidate_lock);
+	free(c->files);
+}
+
 int sm_mm_check(struct sm_mm *mm)
 {
 	struct checker c = { .mm = mm };
@@ -280,12 +330,19 @@ int sm_mm_check(struct sm_mm *mm)
 		return -ENOMEM;
 	pthread_mutex_lock(&mm->machine->ksm->mutex);
 	down_write(&mm->mmap_lock);
+	if (!lock_files(&c)) {
+		up_write(&mm->mmap_lock);
+		pthread_mutex_unlock(&mm->machine->ksm->mutex);
+		free(c.maps);
+		return -ENOMEM;
+	}
 	check_vmas(&c);
 	check_frame_in_use(&c, mm->pmap.pgd_pfn, "PGD");
 	check_table(&c, mm->pmap.pgd, 3, 0);
 	check_counts(&c);
 	filemap_check(mm->machine, bad_file, &c);
 	check_ksm(&c);
+	unlock_files(&c);
 	up_write(&mm->mmap_lock);
 	pthread_mutex_unlock(&mm->machine->ksm->mutex);
 	free(c.maps);

@@ -19,7 +19,10 @@
  *
  * Locking: tree_lock guards the index for the instant of a lookup or an
  * insertion and is never held across I/O or another lock; files.lock guards
- * the machine's list of files and their reference counts.
+ * the machine's list of files and their reference counts; a fault that
+ * misses reads and inserts under invalidate_lock held for reading, and a
+ * fault maps a cached folio only after checking, under the PTE lock, that
+ * it is still cached (a hole punch, truncate.c, may have dropped it).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -68,6 +71,7 @@ struct address_space *mapping_alloc(struct sm_machine *m)
 	spin_lock_init(&as->tree_lock);
 	pthread_mutex_init(&as->i_mmap_lock, NULL);
 	pthread_mutex_init(&as->wb_lock, NULL);
+	rwsem_init(&as->invalidate_lock);
 	it_init(&as->i_mmap);
 	return as;
 }
@@ -78,6 +82,7 @@ void mapping_free(struct address_space *as)
 		close(as->fd);
 	pthread_mutex_destroy(&as->i_mmap_lock);
 	pthread_mutex_destroy(&as->wb_lock);
+	rwsem_destroy(&as->invalidate_lock);
 	free(as->buckets);
 	free(as->path);
 	free(as);
@@ -97,11 +102,25 @@ static char *fd_path(int fd)
 	return strdup(target);
 }
 
+/* An existing file gains a user through fd. Our fd is a dup of the first
+ * fd that mapped the file: if that one was read-only and this one is not,
+ * this one takes its place (dup3 swaps the open file behind our number in
+ * one step, under any pread in flight), so that writeback's pwrite and
+ * MADV_REMOVE's fallocate can write. Precondition: files.lock. */
+static void mapping_add_user(struct address_space *as, int fd, bool writable)
+{
+	as->refcount++;
+	if (writable && !as->fd_writable && dup3(fd, as->fd, O_CLOEXEC) >= 0)
+		as->fd_writable = true;
+}
+
 struct address_space *filemap_get(struct sm_machine *m, int fd, int *err)
 {
 	struct file_cache *fc = &m->files;
 	struct address_space *as, *fresh;
 	struct stat st;
+	int fl = fcntl(fd, F_GETFL);
+	bool writable = fl >= 0 && (fl & O_ACCMODE) == O_RDWR;
 
 	if (fstat(fd, &st)) {
 		*err = -errno;
@@ -110,7 +129,7 @@ struct address_space *filemap_get(struct sm_machine *m, int fd, int *err)
 	pthread_mutex_lock(&fc->lock);
 	list_for_each_entry(as, &fc->mappings, node) {
 		if (!as->shmem && as->dev == st.st_dev && as->ino == st.st_ino) {
-			as->refcount++;
+			mapping_add_user(as, fd, writable);
 			pthread_mutex_unlock(&fc->lock);
 			return as;
 		}
@@ -128,11 +147,12 @@ struct address_space *filemap_get(struct sm_machine *m, int fd, int *err)
 	fresh->dev = st.st_dev;
 	fresh->ino = st.st_ino;
 	fresh->size = (unsigned long long)st.st_size;
+	fresh->fd_writable = writable;
 	/* Someone may have added the file while we were opening it. */
 	pthread_mutex_lock(&fc->lock);
 	list_for_each_entry(as, &fc->mappings, node) {
 		if (!as->shmem && as->dev == st.st_dev && as->ino == st.st_ino) {
-			as->refcount++;
+			mapping_add_user(as, fd, writable);
 			pthread_mutex_unlock(&fc->lock);
 			mapping_free(fresh);
 			return as;
@@ -243,6 +263,47 @@ static void index_grow(struct address_space *as)
 	free(old);
 }
 
+bool filemap_folio_cached(struct address_space *as, struct page *folio)
+{
+	bool cached;
+
+	spin_lock(&as->tree_lock);
+	cached = index_find(as, folio->index) == folio;
+	spin_unlock(&as->tree_lock);
+	return cached;
+}
+
+/* Precondition: tree_lock. */
+static void take_out(struct address_space *as, struct page *p, struct list_head *out)
+{
+	list_del(&p->lru);
+	list_add_tail(&p->lru, out);
+	as->nrpages--;
+}
+
+void filemap_remove_range(struct address_space *as, unsigned long first, unsigned long last,
+			  struct list_head *out)
+{
+	struct page *p, *n;
+
+	spin_lock(&as->tree_lock);
+	if (last - first < as->nbuckets) {
+		for (unsigned long i = first; ; i++) {
+			p = index_find(as, i);
+			if (p)
+				take_out(as, p, out);
+			if (i == last)
+				break;
+		}
+	} else {
+		for (unsigned long b = 0; b < as->nbuckets; b++)
+			list_for_each_entry_safe(p, n, &as->buckets[b], lru)
+				if (p->index >= first && p->index <= last)
+					take_out(as, p, out);
+	}
+	spin_unlock(&as->tree_lock);
+}
+
 struct page *filemap_lookup(struct address_space *as, unsigned long pgoff)
 {
 	struct page *p;
@@ -311,10 +372,17 @@ int filemap_get_folio(struct address_space *as, unsigned long pgoff, struct page
 		*foliop = p;
 		return 0;
 	}
+	/* What we read must not land in the cache after a hole punched
+	 * meanwhile: the punch holds this for writing from before its
+	 * fallocate until the cache is clean (truncate.c). */
+	down_read(&as->invalidate_lock);
 	fresh = alloc_pages(m, 0, as->shmem ? __GFP_ZERO : 0);
-	if (!fresh)
+	if (!fresh) {
+		up_read(&as->invalidate_lock);
 		return VM_FAULT_OOM;
+	}
 	if (!as->shmem && read_page(as, fresh, pgoff)) {
+		up_read(&as->invalidate_lock);
 		put_page(m, fresh);
 		return VM_FAULT_SIGBUS;   /* an I/O error: Linux's SIGBUS too */
 	}
@@ -335,6 +403,7 @@ int filemap_get_folio(struct address_space *as, unsigned long pgoff, struct page
 		get_page(p);
 	}
 	spin_unlock(&as->tree_lock);
+	up_read(&as->invalidate_lock);
 	if (fresh) {   /* another fault filled it first */
 		fresh->mapping = NULL;
 		put_page(m, fresh);
@@ -439,6 +508,24 @@ int do_file_fault(struct vm_area_struct *vma, unsigned long addr, unsigned flags
 		pte = pfn_pte(page_to_pfn(m, copy), vma->vm_page_prot);
 		set_pte(ptep, pte_mkdirty(pte_mkwrite(pte_mkyoung(pte))));
 		add_mm_counter(mm, MM_ANONPAGES, 1);
+		spin_unlock(ptl);
+		folio_put_refs(m, folio, 1);
+		return 0;
+	}
+	/*
+	 * Linux locks the folio and checks folio->mapping before mapping it,
+	 * so that a truncation or hole punch (which takes the folio lock)
+	 * cannot leave it mapped. Here the punch first takes the folio out of
+	 * the index under tree_lock, then visits every PTE that may map it
+	 * under that PTE's lock (truncate.c). Looking at the index under the
+	 * PTE lock we hold orders us against both: if the folio is still
+	 * there, our PTE lock section precedes the punch's visit to this PTE,
+	 * which then finds and zaps what we map; if not, we back off and the
+	 * fault starts over, reading the hole. The private copy above needs
+	 * no such check: a copy taken before the punch is a COW the punch
+	 * leaves alone anyway (Linux's even_cows = false).
+	 */
+	if (!filemap_folio_cached(vma->vm_file, folio)) {
 		spin_unlock(ptl);
 		folio_put_refs(m, folio, 1);
 		return 0;

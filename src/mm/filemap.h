@@ -8,6 +8,7 @@
 #define SM_MM_FILEMAP_H
 
 #include <sys/types.h>
+#include "base/rwsem.h"
 #include "mm/mm_types.h"
 
 /*
@@ -23,7 +24,10 @@ struct address_space {
 	struct sm_machine *machine;      /* immutable */
 	dev_t dev;                       /* immutable: st_dev (shmem: 00:01) */
 	ino_t ino;                       /* immutable */
-	int fd;                          /* immutable: our dup of the host fd; -1 for shmem */
+	int fd;                          /* our dup of the host fd; -1 for shmem. The number
+					  * never changes; a writable fd mapping the file later
+					  * takes its place (dup3) if ours was read-only */
+	bool fd_writable;                /* machine->files.lock */
 	bool shmem;                      /* immutable */
 	char *path;                      /* immutable: the name maps shows */
 	long refcount;                   /* machine->files.lock */
@@ -38,6 +42,12 @@ struct address_space {
 	struct it_root i_mmap;           /* VMAs by pgoff range; i_mmap_lock */
 
 	pthread_mutex_t wb_lock;         /* one writeback at a time */
+
+	/* Linux's mapping->invalidate_lock: held for writing while a hole is
+	 * punched (truncate.c), for reading by a fault that fills the cache
+	 * (filemap_get_folio's miss), so that no folio read before the punch
+	 * enters the cache after it. */
+	struct rwsem invalidate_lock;
 };
 
 /* The file behind an open host fd, with a reference; NULL and *err on failure. */
@@ -76,6 +86,10 @@ static inline void folio_mark_dirty(struct page *head)
 int filemap_get_folio(struct address_space *as, unsigned long pgoff, struct page **foliop);
 /* The cached folio at pgoff, with a reference, or NULL (no I/O). */
 struct page *filemap_lookup(struct address_space *as, unsigned long pgoff);
+/* Take the cached folios of [first, last] out of the index onto *out,
+ * chained by their lru link, each still holding the cache's reference. */
+void filemap_remove_range(struct address_space *as, unsigned long first, unsigned long last,
+			  struct list_head *out);
 /* Call fn on every cached folio whose index is in [first, last], under no
  * lock but with a reference held across the call. */
 void filemap_for_each(struct address_space *as, unsigned long first, unsigned long last,
@@ -96,6 +110,19 @@ void file_rmap_set_range(struct vm_area_struct *vma, unsigned long start, unsign
 /* Call fn on each VMA mapping page pgoff of as, under i_mmap_lock. */
 void file_rmap_walk(struct address_space *as, unsigned long pgoff,
 		    bool (*fn)(struct vm_area_struct *vma, unsigned long addr, void *arg), void *arg);
+/* Call fn on each VMA mapping a page of [first, last], with the addresses
+ * [start, end) of its part that does, under i_mmap_lock. */
+void file_rmap_walk_range(struct address_space *as, unsigned long first, unsigned long last,
+			  void (*fn)(struct vm_area_struct *vma, unsigned long start,
+				     unsigned long end, void *arg),
+			  void *arg);
+
+/* truncate.c */
+/* fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) over the pages
+ * [first, last] of the file: the host file's blocks (its error returned as
+ * is), then the cached folios, unmapped from every mm and dropped, dirty or
+ * not. Precondition: the caller keeps as alive (a VMA's reference). */
+long mapping_punch_hole(struct address_space *as, unsigned long first, unsigned long last);
 
 /* writeback.c */
 /* Write-protect and clean every PTE mapping the folio (flushing the TLBs);
@@ -109,6 +136,10 @@ void mm_writeback_shared(struct sm_mm *mm);
 void flusher_start_default(struct sm_machine *m);
 void files_init(struct sm_machine *m);
 void files_destroy(struct sm_machine *m);
+
+/* Whether folio is the cached folio at its index (a punched hole took it
+ * out otherwise). Takes tree_lock. */
+bool filemap_folio_cached(struct address_space *as, struct page *folio);
 
 /* check.c's view: problems found in the page cache of m's files. */
 int filemap_check(struct sm_machine *m, void (*bad)(void *arg, const char *what), void *arg);

@@ -47,7 +47,15 @@ static int dup_vma(struct sm_mm *mm, struct vm_area_struct *pvma)
 	vm_stat_account(mm, vma->vm_flags, (long)vma_pages(vma));
 	if (pvma->vm_flags & VM_WIPEONFORK)
 		return 0;
-	return copy_page_range(vma, pvma);
+	if (!vma->vm_file || !pvma->anon_vma)
+		return copy_page_range(vma, pvma);   /* copies no page-cache PTE */
+	/* The child's VMA is in the file rmap already: a walk (a hole punch)
+	 * must find each copied PTE of a page-cache folio in the parent or
+	 * in the child, so the copy is one step for it. */
+	pthread_mutex_lock(&vma->vm_file->i_mmap_lock);
+	err = copy_page_range(vma, pvma);
+	pthread_mutex_unlock(&vma->vm_file->i_mmap_lock);
+	return err;
 }
 
 long sm_fork(struct sm_mm *parent, struct sm_mm **childp)

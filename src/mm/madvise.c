@@ -7,13 +7,17 @@
  * with faults. As in Linux, a hole in the range does not stop the walk over
  * the VMAs that exist; the call then ends with -ENOMEM.
  *
- * Not implemented (-EINVAL, as a kernel built without them): MADV_REMOVE
- * (Linux also says -EINVAL on private memory; on shared mappings it would
- * punch a hole in the file), MADV_COLLAPSE, MADV_HWPOISON,
- * MADV_SOFT_OFFLINE, MADV_GUARD_INSTALL/REMOVE.
+ * MADV_REMOVE punches a hole in the file behind a shared writable-capable
+ * mapping (shared anonymous memory included: it is a shmem file), through
+ * every mapping of the file in every mm (truncate.c); it keeps the read lock
+ * throughout, where Linux drops it (truncate.c says why that is safe here).
+ *
+ * Not implemented (-EINVAL, as a kernel built without them): MADV_COLLAPSE,
+ * MADV_HWPOISON, MADV_SOFT_OFFLINE, MADV_GUARD_INSTALL/REMOVE.
  */
 #include <errno.h>
 #include <sys/mman.h>
+#include "mm/filemap.h"
 #include "mm/ksm.h"
 #include "mm/memory.h"
 #include "mm/mmap.h"
@@ -153,6 +157,21 @@ static void madvise_free_range(struct mmu_gather *tlb, struct vm_area_struct *vm
 	}
 }
 
+/* Linux's madvise_remove: the checks, in its order, then the hole. */
+static long madvise_remove(struct vm_area_struct *vma, unsigned long start, unsigned long end)
+{
+	if (vma->vm_flags & VM_LOCKED)
+		return -EINVAL;
+	if (!vma->vm_file)
+		return -EINVAL;   /* private anonymous memory */
+	/* Linux's vma_is_shared_maywrite: private file mappings, and shared
+	 * ones of a file opened read-only (mmap cleared VM_SHARED), may not. */
+	if ((vma->vm_flags & (VM_SHARED | VM_MAYWRITE)) != (VM_SHARED | VM_MAYWRITE))
+		return -EACCES;
+	return mapping_punch_hole(vma->vm_file, linear_page_index(vma, start),
+				  linear_page_index(vma, end - 1));
+}
+
 static long madvise_pages(struct mmu_gather *tlb, struct vm_area_struct *vma,
 			  unsigned long start, unsigned long end, int advice)
 {
@@ -184,7 +203,7 @@ static long madvise_pages(struct mmu_gather *tlb, struct vm_area_struct *vma,
 		/* No reclaim yet (and no swap): nothing to age or page out. */
 		return vma->vm_flags & VM_LOCKED ? -EINVAL : 0;
 	case MADV_REMOVE:
-		return -EINVAL;   /* private anonymous memory */
+		return madvise_remove(vma, start, end);
 	default:
 		return 0;         /* WILLNEED: anonymous memory has nothing to read ahead */
 	}

@@ -25,6 +25,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include "base/rcu.h"
 #include "mm/memory.h"
 #include "mm/filemap.h"
 #include "mm/folio.h"
@@ -402,19 +403,17 @@ unsigned long folio_pte_batch(struct sm_machine *m, struct page *head, struct pa
  * spot if the PMD lock can be had without waiting (its order is before the
  * PTE lock); otherwise it is counted for pt_reclaim's locked recheck.
  */
-static void zap_pte_range(struct mmu_gather *tlb, struct sm_mm *mm, pte_t *pmdp,
-			  unsigned long addr, unsigned long end, struct zap_details *details)
+static void zap_pte_range(struct mmu_gather *tlb, struct sm_mm *mm, pte_t *pmdp, pte_t *ptep,
+			  spinlock_t *ptl, unsigned long addr, unsigned long end,
+			  struct zap_details *details)
 {
 	struct sm_machine *m = mm->machine;
 	bool whole = details && details->reclaim_pt && end - addr == PMD_SIZE;
+	struct address_space *only = details ? details->mapping : NULL;
 	struct page *emptied = NULL;
 	long rss[NR_MM_COUNTERS] = { 0 };
-	spinlock_t *ptl;
-	pte_t *ptep = pte_offset_map_lock(mm, pmdp, addr, &ptl);
 	unsigned long nr;
 
-	if (!ptep)
-		return;
 	for (; addr < end; addr += nr << PAGE_SHIFT, ptep += nr) {
 		pte_t pte = ptep_get(ptep);
 		struct page *page, *head;
@@ -424,6 +423,8 @@ static void zap_pte_range(struct mmu_gather *tlb, struct sm_mm *mm, pte_t *pmdp,
 		if (pte_none(pte))
 			continue;
 		page = pte_present(pte) ? vm_normal_page(mm, pte) : NULL;
+		if (only && (!page || page_head(m, page)->mapping != only))
+			continue;   /* COWed copies and the zero page stay */
 		if (!page) {
 			/* The zero page (and, with reclaim, swap entries). */
 			if (is_ksm_zero_pte(m, pte))
@@ -474,13 +475,30 @@ void zap_page_range_details(struct mmu_gather *tlb, struct vm_area_struct *vma,
 {
 	struct sm_mm *mm = vma->vm_mm;
 	unsigned long addr = max(start, vma->vm_start);
-	pte_t *pmdp;
+	/* From the file rmap, without the mmap_lock: munmap and page-table
+	 * reclaim may free the tables we walk, after an RCU grace period,
+	 * and unlink a PTE table only under its lock; so find and lock each
+	 * inside a read-side section, as walk_pte_lock does. */
+	bool rcu = details && details->mapping;
 
 	end = min(end, vma->vm_end);
-	while (addr < end && (pmdp = pmd_next_table(mm, &addr, end))) {
-		unsigned long next = pmd_addr_end(addr, end);
+	while (addr < end) {
+		pte_t *pmdp, *ptep = NULL;
+		spinlock_t *ptl;
+		unsigned long next;
 
-		zap_pte_range(tlb, mm, pmdp, addr, next, details);
+		if (rcu)
+			sm_rcu_read_lock();
+		pmdp = pmd_next_table(mm, &addr, end);
+		if (pmdp)
+			ptep = pte_offset_map_lock(mm, pmdp, addr, &ptl);
+		if (rcu)
+			sm_rcu_read_unlock();
+		if (!pmdp)
+			break;
+		next = pmd_addr_end(addr, end);
+		if (ptep)
+			zap_pte_range(tlb, mm, pmdp, ptep, ptl, addr, next, details);
 		addr = next;
 	}
 }

@@ -23,17 +23,26 @@ int handle_mm_fault(struct vm_area_struct *vma, unsigned long addr, unsigned fla
 /* The struct page a present PTE maps, or NULL for special PFNs (zero page). */
 struct page *vm_normal_page(struct sm_mm *mm, pte_t pte);
 
+struct address_space;
+
 /* What a zap is for (Linux's struct zap_details). */
 struct zap_details {
 	bool reclaim_pt;            /* free the PTE tables it empties whose whole
 				     * 2 MiB span lies in the range (MADV_DONTNEED) */
+	struct address_space *mapping;  /* unmap_mapping_range (truncate.c): only the
+				     * PTEs mapping this file's cached folios go,
+				     * COWed copies stay (Linux's even_cows = false);
+				     * the caller holds the file's i_mmap_lock, which
+				     * keeps the VMA and its mm, instead of the
+				     * mmap_lock */
 	unsigned long pt_freed;     /* out: tables emptied and freed */
 	unsigned long pt_missed;    /* out: tables emptied but left in place because
 				     * the PMD lock was busy (pt_reclaim rechecks them) */
 };
 
 /* Clear every PTE of [start, end) in vma, gathering pages into tlb.
- * Precondition: mmap_lock held (read suffices). */
+ * Precondition: mmap_lock held (read suffices), or details->mapping set
+ * and its i_mmap_lock held. */
 void zap_page_range(struct mmu_gather *tlb, struct vm_area_struct *vma,
 		    unsigned long start, unsigned long end);
 void zap_page_range_details(struct mmu_gather *tlb, struct vm_area_struct *vma,

@@ -10,9 +10,15 @@
  *     mm->munmap_reserved.lock  mutex; munmap's detached ranges (munmap.c); only
  *                            the page-table locks below are taken under it;
  *                            never held while waiting for the mmap_lock
- *     mapping->wb_lock       mutex; one writeback of a file at a time (writeback.c)
+ *     mapping->invalidate_lock  rwsem; held for writing by a hole punch
+ *                            (truncate.c), for reading by a fault filling the
+ *                            page cache (filemap.c); nothing above it is taken
+ *                            under it
+ *     mapping->wb_lock       mutex; one writeback of a file at a time (writeback.c);
+ *                            also held by a hole punch, under invalidate_lock
  *       mapping->i_mmap_lock mutex; the file rmap, the interval tree of the
- *                            VMAs mapping a file (file_rmap.c)
+ *                            VMAs mapping a file (file_rmap.c); also held by
+ *                            fork's and mremap's copy and move of file PTEs
  *     anon_vma->lock         spinlock; the anon_vma's chain list
  *       mm->page_table_lock  spinlock; populating PGD and PUD entries
  *         PMD lock           spinlock in the PMD table's struct page (pmd_lockptr):

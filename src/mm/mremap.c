@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <sys/mman.h>
+#include "mm/filemap.h"
 #include "mm/ksm.h"
 #include "mm/memory.h"
 #include "mm/mmap.h"
@@ -150,10 +151,17 @@ static long move_vma(struct sm_mm *mm, struct remap *r)
 	new = copy_vma(vma, r->addr, r->new_addr, r->new_len);
 	if (!new)
 		return -ENOMEM;
+	/* A file rmap walk (a hole punch, writeback) must see each PTE at
+	 * its old place or its new one, not miss it in flight: Linux's
+	 * take_rmap_locks. */
+	if (new->vm_file)
+		pthread_mutex_lock(&new->vm_file->i_mmap_lock);
 	err = move_page_tables(mm, r->addr, r->new_addr, r->old_len);
-	if (err) {
-		/* Put back what moved, then drop the new VMA. */
+	if (err)   /* put back what moved */
 		move_page_tables(mm, r->new_addr, r->addr, r->old_len);
+	if (new->vm_file)
+		pthread_mutex_unlock(&new->vm_file->i_mmap_lock);
+	if (err) {
 		do_vmi_munmap(mm, r->new_addr, r->new_len, false);
 		return err;
 	}

@@ -127,12 +127,17 @@ int split_vma(struct sm_mm *mm, struct vm_area_struct *vma, unsigned long addr, 
 		return -ENOMEM;
 	if (new_below) {
 		new->vm_end = addr;
-		vma_set_range(vma, addr, vma->vm_end, vma->vm_pgoff + delta);
 	} else {
 		new->vm_start = addr;
 		new->vm_pgoff = vma->vm_pgoff + delta;
-		vma_set_range(vma, vma->vm_start, addr, vma->vm_pgoff);
 	}
+	/* The new piece joins the file rmap before vma gives its range up:
+	 * a walk in between must find the piece's PTEs (file_rmap.c). */
+	file_rmap_link(new);
+	if (new_below)
+		vma_set_range(vma, addr, vma->vm_end, vma->vm_pgoff + delta);
+	else
+		vma_set_range(vma, vma->vm_start, addr, vma->vm_pgoff);
 	SM_ASSERT(vma_link(mm, new) == 0, "split piece overlaps");
 	return 0;
 }
@@ -205,8 +210,9 @@ static void vma_absorb(struct sm_mm *mm, struct vm_area_struct *a, struct vm_are
 	}
 	a->vm_flags |= b->vm_flags & VM_IGNORE_MERGE;
 	vma_unlink(mm, b);
-	vm_area_free(b);
+	/* a covers b's pages in the file rmap before b leaves it. */
 	vma_set_range(a, a->vm_start, end, a->vm_pgoff);
+	vm_area_free(b);
 }
 
 void vma_merge_next(struct sm_mm *mm, struct vm_area_struct *vma, const struct vma_merge_src *m)

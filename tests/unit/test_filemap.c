@@ -3,8 +3,9 @@
  * writes reaching the host file (msync, last unmap, exit, zap of a dirty
  * PTE), private copy-on-write, SIGBUS beyond the end of the file, mmap and
  * msync argument checks, fork keeping shared mappings shared, shmem, the
- * maps line, and every frame back at the end (invariant checker after each
- * step).
+ * maps line, MADV_REMOVE (its errors, the hole in every mapping of every
+ * mm, RSS, frames, the host file's blocks), and every frame back at the end
+ * (invariant checker after each step).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +25,8 @@
 #include "mm/pgtable.h"
 #include "mm/memory.h"
 #include "mm/mmu_gather.h"
+#include "mm/rmap.h"
+#include "mm/page_alloc.h"
 #include "mm/vma.h"
 
 #define PG 4096ul
@@ -380,6 +383,261 @@ static void test_flusher(void **state)
 	assert_int_equal(sm_munmap(E.mm, (unsigned long)a, PG), 0);
 }
 
+
+/* ---------------------------------------------------------------- MADV_REMOVE */
+
+static long status_kb(struct sm_mm *mm, const char *key)
+{
+	char buf[4096], *p;
+
+	assert_true(sm_proc_read(mm, "status", buf, sizeof(buf)) > 0);
+	p = strstr(buf, key);
+	assert_non_null(p);
+	return strtol(p + strlen(key), NULL, 10);
+}
+
+static uint64_t free_frames(void)
+{
+	struct sm_machine_stats st;
+
+	sm_machine_stats(E.m, &st);
+	return st.free_frames;
+}
+
+static bool page_is(struct sm_cpu *cpu, unsigned long addr, int seed)
+{
+	static char buf[PG];
+
+	assert_int_equal(sm_read(cpu, addr, buf, PG), 0);
+	for (size_t i = 0; i < PG; i++) {
+		char want = seed < 0 ? 0 : (char)((addr % (8 * PG) - addr % PG + i) * 7 + (size_t)seed);
+
+		if (buf[i] != want)
+			return false;
+	}
+	return true;
+}
+
+static bool host_zero(int fd, off_t off, size_t len)
+{
+	char buf[PG];
+
+	for (size_t done = 0; done < len; done += PG) {
+		assert_int_equal(pread(fd, buf, PG, off + (off_t)done), (ssize_t)PG);
+		for (size_t i = 0; i < PG; i++)
+			if (buf[i])
+				return false;
+	}
+	return true;
+}
+
+static void test_remove_errors(void **state)
+{
+	int ro = open(E.path, O_RDONLY);
+	long anon = sm_mmap(E.mm, 0, 2 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	long priv = sm_mmap(E.mm, 0, 2 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE, E.fd, 0);
+	long shro = sm_mmap(E.mm, 0, 2 * PG, PROT_READ, MAP_SHARED, ro, 0);
+	long shr = sm_mmap(E.mm, 0, 2 * PG, PROT_READ, MAP_SHARED, E.fd, 0);
+	long lck = sm_mmap(E.mm, 0, 2 * PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_LOCKED, E.fd, 0);
+	long sh = sm_mmap(E.mm, 0, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, E.fd, 0);
+
+	(void)state;
+	assert_true(anon > 0 && priv > 0 && shro > 0 && shr > 0 && lck > 0 && sh > 0);
+	assert_int_equal(sm_madvise(E.mm, (unsigned long)anon, 2 * PG, MADV_REMOVE), -EINVAL);
+	assert_int_equal(sm_madvise(E.mm, (unsigned long)priv, 2 * PG, MADV_REMOVE), -EACCES);
+	assert_int_equal(sm_madvise(E.mm, (unsigned long)shro, 2 * PG, MADV_REMOVE), -EACCES);
+	assert_int_equal(sm_madvise(E.mm, (unsigned long)lck, 2 * PG, MADV_REMOVE), -EINVAL);
+	/* Linux 6.7+: VM_SHARED with VM_MAYWRITE suffices, PROT_WRITE not needed. */
+	assert_int_equal(sm_madvise(E.mm, (unsigned long)shr, 2 * PG, MADV_REMOVE), 0);
+	assert_int_equal(sm_madvise(E.mm, (unsigned long)sh + 1, PG, MADV_REMOVE), -EINVAL);
+	assert_int_equal(sm_madvise(E.mm, (unsigned long)sh, 0, MADV_REMOVE), 0);
+	assert_int_equal(sm_mm_check(E.mm), 0);
+	/* A hole in the range: the VMAs on both sides are punched, then -ENOMEM. */
+	make_file(&E, 4 * PG, 2);
+	{
+		long a = sm_mmap(E.mm, 0, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, E.fd, 0);
+
+		assert_true(a > 0);
+		assert_int_equal(sm_munmap(E.mm, (unsigned long)a + PG, PG), 0);
+		assert_int_equal(sm_madvise(E.mm, (unsigned long)a, 4 * PG, MADV_REMOVE), -ENOMEM);
+		assert_true(host_zero(E.fd, 0, PG));
+		assert_false(host_zero(E.fd, PG, PG));
+		assert_true(host_zero(E.fd, 2 * PG, 2 * PG));
+		/* Shared, then private: the walk stops at the private one. */
+		assert_int_equal(sm_mmap(E.mm, (unsigned long)a + PG, PG, PROT_READ | PROT_WRITE,
+					 MAP_PRIVATE | MAP_FIXED, E.fd, (long)PG), a + (long)PG);
+		assert_int_equal(sm_madvise(E.mm, (unsigned long)a, 2 * PG, MADV_REMOVE), -EACCES);
+		assert_int_equal(sm_munmap(E.mm, (unsigned long)a, 4 * PG), 0);
+	}
+	assert_int_equal(sm_mm_check(E.mm), 0);
+	sm_munmap(E.mm, (unsigned long)anon, 2 * PG);
+	sm_munmap(E.mm, (unsigned long)priv, 2 * PG);
+	sm_munmap(E.mm, (unsigned long)shro, 2 * PG);
+	sm_munmap(E.mm, (unsigned long)shr, 2 * PG);
+	sm_munmap(E.mm, (unsigned long)lck, 2 * PG);
+	sm_munmap(E.mm, (unsigned long)sh, 4 * PG);
+	close(ro);
+}
+
+/*
+ * The hole in every mapping of the file: two shared mappings and a private
+ * one, in two mms. The cache folios go from all of them, RSS and frames with
+ * them; the private COW copy stays; dirty data not yet written back is gone;
+ * the host file reads zeros and lost its blocks.
+ */
+static void test_remove_every_mapping(void **state)
+{
+	struct sm_cpu *cpu2 = sm_cpu_create(E.m);
+	struct sm_mm *mm2 = sm_mm_create(E.m);
+	unsigned long a, b, p;
+	struct stat st0, st1;
+	uint64_t free_before;
+	long rss_a, rss_b;
+
+	(void)state;
+	close(E.fd);
+	unlink(E.path);
+	make_file(&E, 8 * PG, 3);
+	assert_int_equal(fsync(E.fd), 0);
+	sm_cpu_switch_mm(cpu2, mm2);
+	a = (unsigned long)sm_mmap(E.mm, 0, 8 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, E.fd, 0);
+	b = (unsigned long)sm_mmap(mm2, 0, 8 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, E.fd, 0);
+	p = (unsigned long)sm_mmap(mm2, 0, 8 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE, E.fd, 0);
+	assert_true((long)a > 0 && (long)b > 0 && (long)p > 0);
+	for (unsigned long i = 0; i < 8; i++) {
+		assert_true(page_is(E.cpu, a + i * PG, 3));
+		assert_true(page_is(cpu2, b + i * PG, 3));
+		assert_true(page_is(cpu2, p + i * PG, 3));
+	}
+	assert_int_equal(sm_write(cpu2, p + 3 * PG, "C", 1), 0);   /* a COW copy */
+	assert_int_equal(sm_write(E.cpu, a + 2 * PG, "D", 1), 0);  /* dirty, not written back */
+	assert_int_equal(fstat(E.fd, &st0), 0);
+	rss_a = status_kb(E.mm, "RssFile:");
+	rss_b = status_kb(mm2, "RssFile:");
+	assert_int_equal(rss_a, 32);
+	assert_int_equal(rss_b, 60);   /* 8 shared + 7 private pages of the cache */
+	free_before = free_frames();
+
+	assert_int_equal(sm_madvise(E.mm, a + PG, 4 * PG, MADV_REMOVE), 0);
+
+	assert_int_equal(sm_mm_check(E.mm), 0);
+	assert_int_equal(sm_mm_check(mm2), 0);
+	assert_int_equal(status_kb(E.mm, "RssFile:"), rss_a - 16);
+	assert_int_equal(status_kb(mm2, "RssFile:"), rss_b - 16 - 12);
+	assert_int_equal(status_kb(mm2, "RssAnon:"), 4);
+	assert_int_equal(free_frames(), free_before + 4);   /* the 4 cache folios */
+	assert_true(host_zero(E.fd, PG, 4 * PG));
+	assert_true(page_is(E.cpu, a, 3) && page_is(E.cpu, a + 5 * PG, 3));
+	assert_int_equal(fstat(E.fd, &st1), 0);
+	assert_int_equal(st1.st_size, st0.st_size);   /* FALLOC_FL_KEEP_SIZE */
+	if (st0.st_blocks >= 64)   /* 8 pages allocated: the host fs punched 4 */
+		assert_true(st1.st_blocks <= st0.st_blocks - 32);
+	for (unsigned long i = 1; i < 5; i++) {
+		char c;
+
+		assert_true(page_is(E.cpu, a + i * PG, -1));
+		assert_true(page_is(cpu2, b + i * PG, -1));
+		assert_int_equal(sm_read(cpu2, p + i * PG, &c, 1), 0);
+		assert_int_equal(c, i == 3 ? 'C' : 0);   /* the COW copy stays */
+	}
+	assert_true(page_is(cpu2, b + 6 * PG, 3));
+	/* The hole is a file page like any other again. */
+	assert_int_equal(sm_write(cpu2, b + 2 * PG, "H", 1), 0);
+	assert_int_equal(sm_msync(mm2, b, 8 * PG, MS_SYNC), 0);
+	assert_int_equal(file_byte(E.fd, 2 * PG), 'H');
+	assert_int_equal(sm_mm_check(E.mm), 0);
+	assert_int_equal(sm_mm_check(mm2), 0);
+	sm_munmap(E.mm, a, 8 * PG);
+	sm_cpu_switch_mm(cpu2, NULL);
+	sm_mm_destroy(mm2);
+	sm_cpu_destroy(cpu2);
+}
+
+/* Shared anonymous memory is a shmem file: the hole frees its frames in
+ * every mm that shares it (a fork child here), and reads zeros. */
+static void test_remove_shmem(void **state)
+{
+	unsigned long a = (unsigned long)sm_mmap(E.mm, 0, 4 * PG, PROT_READ | PROT_WRITE,
+						 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct sm_mm *child;
+	uint64_t free_before;
+	char c;
+
+	(void)state;
+	assert_true((long)a > 0);
+	for (unsigned long i = 0; i < 4; i++)
+		assert_int_equal(sm_write(E.cpu, a + i * PG, "s", 1), 0);
+	assert_int_equal(sm_fork(E.mm, &child), 0);
+	sm_cpu_switch_mm(E.cpu, child);
+	assert_int_equal(sm_read(E.cpu, a + 2 * PG, &c, 1), 0);
+	assert_int_equal(status_kb(child, "RssShmem:"), 4);
+	sm_cpu_switch_mm(E.cpu, E.mm);
+	assert_int_equal(status_kb(E.mm, "RssShmem:"), 16);
+	free_before = free_frames();
+	assert_int_equal(sm_madvise(E.mm, a + PG, 2 * PG, MADV_REMOVE), 0);
+	assert_int_equal(free_frames(), free_before + 2);
+	assert_int_equal(status_kb(E.mm, "RssShmem:"), 8);
+	assert_int_equal(status_kb(child, "RssShmem:"), 0);
+	assert_int_equal(sm_mm_check(E.mm), 0);
+	assert_int_equal(sm_mm_check(child), 0);
+	sm_cpu_switch_mm(E.cpu, child);
+	assert_int_equal(sm_read(E.cpu, a + 2 * PG, &c, 1), 0);
+	assert_int_equal(c, 0);
+	assert_int_equal(sm_read(E.cpu, a + 3 * PG, &c, 1), 0);
+	assert_int_equal(c, 's');
+	sm_cpu_switch_mm(E.cpu, E.mm);
+	sm_mm_destroy(child);
+	assert_int_equal(sm_munmap(E.mm, a, 4 * PG), 0);
+}
+
+/* The file was first mapped through a read-only fd (our dup of it is the
+ * one we keep): a later O_RDWR shared mapping still punches the host file. */
+static void test_remove_after_readonly_fd(void **state)
+{
+	int ro = open(E.path, O_RDONLY);
+	long p = sm_mmap(E.mm, 0, 4 * PG, PROT_READ, MAP_PRIVATE, ro, 0);
+	long s;
+
+	(void)state;
+	assert_true(p > 0);
+	s = sm_mmap(E.mm, 0, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, E.fd, 0);
+	assert_true(s > 0);
+	assert_int_equal(sm_madvise(E.mm, (unsigned long)s, PG, MADV_REMOVE), 0);
+	assert_true(host_zero(E.fd, 0, PG));
+	assert_int_equal(sm_write(E.cpu, (unsigned long)s + PG, "w", 1), 0);
+	assert_int_equal(sm_msync(E.mm, (unsigned long)s, 4 * PG, MS_SYNC), 0);
+	assert_int_equal(file_byte(E.fd, PG), 'w');
+	assert_int_equal(sm_munmap(E.mm, (unsigned long)p, 4 * PG), 0);
+	assert_int_equal(sm_munmap(E.mm, (unsigned long)s, 4 * PG), 0);
+	close(ro);
+}
+
+/* A fault that looked a folio up before the punch must not map it after:
+ * the step by step version of what stress_remove races. */
+static void test_remove_stale_lookup(void **state)
+{
+	long s = sm_mmap(E.mm, 0, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, E.fd, 0);
+	struct vm_area_struct *vma;
+	struct page *folio;
+
+	(void)state;
+	assert_true(s > 0);
+	assert_int_equal(sm_write(E.cpu, (unsigned long)s, "x", 1), 0);
+	down_read(&E.mm->mmap_lock);
+	vma = vma_lookup(E.mm, (unsigned long)s);
+	assert_int_equal(filemap_get_folio(vma->vm_file, 0, &folio), 0);   /* the fault's lookup */
+	up_read(&E.mm->mmap_lock);
+	assert_int_equal(sm_madvise(E.mm, (unsigned long)s, PG, MADV_REMOVE), 0);
+	/* What do_file_fault checks under the PTE lock before it maps. */
+	assert_false(filemap_folio_cached(vma->vm_file, folio));
+	assert_int_equal(page_mapcount(folio), 0);
+	assert_int_equal(page_ref_count(folio), 1);   /* only ours: the cache let go */
+	put_page(E.m, folio);
+	assert_true(page_is(E.cpu, (unsigned long)s, -1));
+	assert_int_equal(sm_mm_check(E.mm), 0);
+	assert_int_equal(sm_munmap(E.mm, (unsigned long)s, 4 * PG), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -392,6 +650,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_split_merge_mremap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delayed_rmap_saves_the_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flusher, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remove_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remove_every_mapping, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remove_shmem, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remove_after_readonly_fd, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remove_stale_lookup, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
