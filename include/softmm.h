@@ -237,6 +237,10 @@ struct sm_machine_stats {
 	/* Page-table reclaim (issue 5): the PTE tables MADV_DONTNEED emptied. */
 	uint64_t pt_zap_freed;          /* freed by the zap itself */
 	uint64_t pt_zap_rechecked;      /* left to the locked recheck (PMD lock busy) */
+	/* MADV_REMOVE (hole punch in the file of a shared mapping). */
+	uint64_t punched_pages;         /* page-cache folios a hole punch dropped */
+	uint64_t punch_fault_retries;   /* faults whose folio a punch dropped before they
+					 * could map it: they backed off and faulted again */
 };
 void sm_machine_stats(struct sm_machine *m, struct sm_machine_stats *st);
 

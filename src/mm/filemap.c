@@ -528,6 +528,7 @@ int do_file_fault(struct vm_area_struct *vma, unsigned long addr, unsigned flags
 	if (!filemap_folio_cached(vma->vm_file, folio)) {
 		spin_unlock(ptl);
 		folio_put_refs(m, folio, 1);
+		__atomic_fetch_add(&m->punch_fault_retries, 1, __ATOMIC_RELAXED);
 		return 0;
 	}
 	pte = pte_mkyoung(pfn_pte(page_to_pfn(m, folio), vma->vm_page_prot));

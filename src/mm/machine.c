@@ -271,6 +271,8 @@ void sm_machine_stats(struct sm_machine *m, struct sm_machine_stats *st)
 	st->munmap_reserve_waits = __atomic_load_n(&m->munmap_reserve_waits, __ATOMIC_RELAXED);
 	st->pt_zap_freed = __atomic_load_n(&m->pt_zap_freed, __ATOMIC_RELAXED);
 	st->pt_zap_rechecked = __atomic_load_n(&m->pt_zap_rechecked, __ATOMIC_RELAXED);
+	st->punched_pages = __atomic_load_n(&m->punched_pages, __ATOMIC_RELAXED);
+	st->punch_fault_retries = __atomic_load_n(&m->punch_fault_retries, __ATOMIC_RELAXED);
 }
 
 void sm_mm_lock_stats(struct sm_mm *mm, struct sm_lock_stats *st)

@@ -355,6 +355,10 @@ struct sm_machine {
 	/* Page-table reclaim on zap (memory.c, pt_reclaim.c) */
 	uint64_t pt_zap_freed;           /* atomic: tables the zap freed itself */
 	uint64_t pt_zap_rechecked;       /* atomic: ... left to the locked recheck */
+
+	/* MADV_REMOVE (truncate.c, filemap.c) */
+	uint64_t punched_pages;          /* atomic: cache folios hole punches dropped */
+	uint64_t punch_fault_retries;    /* atomic: faults that found theirs dropped */
 };
 
 static inline struct page *pfn_to_page(struct sm_machine *m, unsigned long pfn)

@@ -103,6 +103,7 @@ long mapping_punch_hole(struct address_space *as, unsigned long first, unsigned 
 			  page_to_pfn(m, p), page_mapcount(p));
 		clear_page_flag(p, PG_dirty);
 		folio_put_refs(m, p, 1);
+		__atomic_fetch_add(&m->punched_pages, 1, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&as->wb_lock);
 	up_write(&as->invalidate_lock);
