@@ -274,14 +274,10 @@ static void log_maps(struct side *s)
 	}
 }
 
-/* The region's smaps counters that fault-around cannot change: call it only
- * where every resident page was written (Linux maps neighbours on read
- * faults only). */
-static void log_smaps(struct side *s)
+/* The region's smaps counters of `keys` (the last one ends a line). */
+static void log_smaps_keys(struct side *s, const char *const *keys, size_t nkeys)
 {
 	static char buf[1 << 18];
-	static const char *const keys[] = { "Rss:", "Shared_Clean:", "Shared_Dirty:",
-					    "Private_Clean:", "Private_Dirty:", "Anonymous:" };
 	char *line, *save = NULL;
 	bool in = false;
 
@@ -309,14 +305,34 @@ static void log_smaps(struct side *s)
 		}
 		if (!in)
 			continue;
-		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+		for (size_t k = 0; k < nkeys; k++) {
 			if (!strncmp(line, keys[k], strlen(keys[k]))) {
 				logf_(s, " %s%lu", keys[k], strtoul(line + strlen(keys[k]), NULL, 10));
-				if (k == sizeof(keys) / sizeof(keys[0]) - 1)
+				if (k == nkeys - 1)
 					logf_(s, "\n");
 			}
 		}
 	}
+}
+
+/* The counters that fault-around cannot change: call it only where every
+ * resident page was written (Linux maps neighbours on read faults only). */
+static void log_smaps(struct side *s)
+{
+	static const char *const keys[] = { "Rss:", "Shared_Clean:", "Shared_Dirty:",
+					    "Private_Clean:", "Private_Dirty:", "Anonymous:" };
+
+	log_smaps_keys(s, keys, sizeof(keys) / sizeof(keys[0]));
+}
+
+/* Rss and Anonymous alone: where every page of the region's VMAs that
+ * fault-around could map is mapped on both sides, but dirtiness may differ
+ * (the host's large folios after a hole punched through one). */
+static void log_rss(struct side *s)
+{
+	static const char *const keys[] = { "Rss:", "Anonymous:" };
+
+	log_smaps_keys(s, keys, sizeof(keys) / sizeof(keys[0]));
 }
 
 static void fork_child_write(struct side *s, unsigned long addr, char c)
@@ -563,6 +579,86 @@ static void mremap_file_mapping(struct side *s)
 	log_file(s);
 }
 
+/* MADV_REMOVE punches a hole through every mapping of the file: the shared
+ * one, and the page-cache pages a private one maps (its COW copy stays);
+ * the dirty page never written back is gone from the file too. Rss is not
+ * compared right after a partial punch: the host splits the large folio
+ * the hole cuts through, which unmaps all of it (softmm's folios are 4 KiB);
+ * it is after every page was read again, and after a punch of it all. */
+static void remove_punches_hole(struct side *s)
+{
+	new_file(s, 8 * FPG, O_RDWR);
+	do_mmap(s, 0, 8, RW, MAP_SHARED, s->fd, 0);
+	do_mmap(s, 8, 8, RW, MAP_PRIVATE, s->fd, 0);
+	do_write(s, 0, 8, 11);
+	do_msync(s, 0, 8, MS_SYNC);
+	do_read(s, 8, 8);
+	do_poke(s, at(11) + 5, 'c');   /* a COW copy of file page 3 */
+	do_poke(s, at(2) + 7, 'd');    /* dirty, never written back */
+	log_rss(s);
+	do_madvise(s, 1, 4, MADV_REMOVE);
+	log_file(s);
+	do_read(s, 0, 16);
+	log_rss(s);
+	do_write(s, 3, 1, 12);
+	fork_child_write(s, at(4) + 9, 'k');
+	do_msync(s, 0, 8, MS_SYNC);
+	log_file(s);
+	do_read(s, 8, 8);
+	log_maps(s);
+	do_madvise(s, 0, 8, MADV_REMOVE);
+	log_rss(s);
+	log_file(s);
+	do_read(s, 8, 8);
+	do_munmap(s, 0, 16);
+}
+
+/* Which mappings MADV_REMOVE refuses, in Linux 6.18's order, and the walk
+ * over several VMAs: a hole gives -ENOMEM after the rest, an error stops it. */
+static void remove_errors(struct side *s)
+{
+	new_file(s, 4 * FPG, O_RDWR);
+	do_mmap(s, 0, 2, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	do_madvise(s, 0, 2, MADV_REMOVE);
+	do_mmap(s, 2, 2, RW, MAP_PRIVATE, s->fd, 0);
+	do_madvise(s, 2, 2, MADV_REMOVE);
+	do_mmap(s, 4, 2, PROT_READ, MAP_SHARED, s->fd, 0);
+	do_madvise(s, 4, 2, MADV_REMOVE);
+	do_mmap(s, 6, 2, RW, MAP_SHARED | MAP_LOCKED, s->fd, 2 * (long)FPG);
+	do_madvise(s, 6, 2, MADV_REMOVE);
+	do_mmap(s, 9, 2, RW, MAP_SHARED, s->fd, 2 * (long)FPG);
+	do_write(s, 9, 2, 14);
+	do_madvise(s, 8, 3, MADV_REMOVE);
+	do_madvise(s, 3, 2, MADV_REMOVE);
+	do_madvise(s, 5, 2, MADV_REMOVE);
+	do_read(s, 9, 2);
+	do_mmap(s, 12, 2, PROT_NONE, MAP_SHARED, s->fd, 0);
+	do_madvise(s, 12, 2, MADV_REMOVE);
+	log_file(s);
+	do_munmap(s, 0, 14);
+	new_file(s, 4 * FPG, O_RDONLY);
+	do_mmap(s, 0, 2, PROT_READ, MAP_SHARED, s->fd, 0);
+	do_madvise(s, 0, 2, MADV_REMOVE);
+	do_munmap(s, 0, 2);
+}
+
+/* Shared anonymous memory is shmem: the hole frees its pages in the parent
+ * and in a fork child alike, and reads zeros until written again. */
+static void remove_shmem(struct side *s)
+{
+	do_mmap(s, 0, 4, RW, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	do_write(s, 0, 4, 13);
+	log_rss(s);
+	fork_child_write(s, at(1), 'K');
+	do_madvise(s, 1, 2, MADV_REMOVE);
+	log_rss(s);
+	do_read(s, 0, 4);
+	log_rss(s);
+	fork_child_write(s, at(2) + 3, 'L');
+	do_read(s, 2, 1);
+	do_munmap(s, 0, 4);
+}
+
 static const struct file_scenario {
 	const char *name;
 	void (*run)(struct side *s);
@@ -578,6 +674,9 @@ static const struct file_scenario {
 	{ "access_checks", access_checks },
 	{ "shmem_split_and_merge", shmem_split_and_merge },
 	{ "mremap_file_mapping", mremap_file_mapping },
+	{ "remove_punches_hole", remove_punches_hole },
+	{ "remove_errors", remove_errors },
+	{ "remove_shmem", remove_shmem },
 };
 
 /* ---------------------------------------------------------------- driver */
