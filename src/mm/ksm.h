@@ -54,6 +54,8 @@
 struct ksm_stable_node {
 	struct rb_node node;            /* ksm->stable_tree */
 	struct list_head hlist;         /* ksm_rmap_item.hlist */
+	struct list_head dups;          /* the nodes of the other KSM pages with these
+					 * contents (Linux's stable node chain) */
 	unsigned long kpfn;             /* the KSM page */
 	int rmap_hlist_len;
 };
@@ -94,6 +96,7 @@ struct ksm {
 
 	/* The knobs of /sys/kernel/mm/ksm: written under mutex, read atomically. */
 	unsigned run, pages_to_scan, sleep_millisecs;
+	int max_page_sharing;           /* rmap items per KSM page, at most */
 	bool use_zero_pages;
 	bool reuse;                     /* immutable: !SM_CFG_NO_KSM_REUSE */
 	uint32_t zero_checksum;         /* immutable: of a zero-filled page */
@@ -106,6 +109,7 @@ struct ksm {
 	/* Statistics: written under mutex (zero_pages and reused: atomic from
 	 * fault and zap paths), read atomically. */
 	long pages_shared, pages_sharing, pages_unshared, rmap_items, stable_nodes;
+	long stable_node_chains, stable_node_dups;   /* contents with several KSM pages; their pages */
 	long zero_pages;
 	uint64_t full_scans, pages_scanned, pages_reused, pages_skipped;
 };

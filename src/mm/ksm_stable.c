@@ -14,9 +14,19 @@
  * guess, rebuilt from empty at every full scan (an item's seqnr says which
  * scan's tree it is in).
  *
+ * A KSM page takes at most max_page_sharing rmap items (Linux's limit,
+ * 256 by default: it bounds the rmap walk of one page). When every KSM page
+ * with some contents is full, the next pair of such pages makes another
+ * one: nodes with equal contents sit side by side in the tree (an insert
+ * goes right of its equals) and are linked on each other's dups list, the
+ * chain Linux keeps in a separate node. A search takes the fullest page
+ * that still has room, so pages fill up one after the other, as in Linux.
+ *
  * Counters, as Linux's: pages_shared counts nodes with at least one rmap
  * item, pages_sharing the further items of each, pages_unshared the items
- * in an unstable tree. Everything here runs under ksm->mutex.
+ * in an unstable tree, stable_node_chains the contents with several KSM
+ * pages and stable_node_dups those pages. Everything here runs under
+ * ksm->mutex.
  */
 #include <sched.h>
 #include <stdlib.h>
@@ -104,6 +114,40 @@ static void ksm_get_anon_vma(struct anon_vma *av)
 	__atomic_fetch_add(&av->refcount, 1, __ATOMIC_RELAXED);
 }
 
+/* ---- KSM pages with the same contents ---- */
+
+/* The nodes in node's group, counted up to 3: all the counters need. */
+static int dup_group_size(const struct ksm_stable_node *node)
+{
+	const struct list_head *p = node->dups.next;
+	int n = 1;
+
+	for (; p != &node->dups && n < 3; p = p->next)
+		n++;
+	return n;
+}
+
+static void dup_link(struct ksm *k, struct ksm_stable_node *node, struct ksm_stable_node *other)
+{
+	int was = dup_group_size(other);
+
+	list_add(&node->dups, &other->dups);
+	if (was == 1)
+		ksm_count(&k->stable_node_chains, 1);
+	ksm_count(&k->stable_node_dups, was == 1 ? 2 : 1);
+}
+
+static void dup_unlink(struct ksm *k, struct ksm_stable_node *node)
+{
+	int was = dup_group_size(node);
+
+	list_del_init(&node->dups);
+	if (was == 2)
+		ksm_count(&k->stable_node_chains, -1);
+	if (was > 1)
+		ksm_count(&k->stable_node_dups, was == 2 ? -2 : -1);
+}
+
 /* ---- the stable tree ---- */
 
 static void remove_node_from_stable_tree(struct ksm *k, struct ksm_stable_node *node)
@@ -122,6 +166,7 @@ static void remove_node_from_stable_tree(struct ksm *k, struct ksm_stable_node *
 		item->head = NULL;
 		item->state = RMAP_NONE;
 	}
+	dup_unlink(k, node);
 	rb_erase(&node->node, &k->stable_tree);
 	ksm_count(&k->stable_nodes, -1);
 	free(node);
@@ -149,6 +194,52 @@ stale:
 	return NULL;
 }
 
+#define DUP_STALE ((struct page *)1)
+
+/*
+ * Of node's group (tree_page is node's page, referenced), the page to merge
+ * with: page itself when it is one of them (a forked mapping of it is being
+ * recorded: it maps it already, whatever the limit), else the fullest one
+ * with room, or NULL when all are full. DUP_STALE when a stale node was
+ * erased on the way: the caller searches again.
+ */
+static struct page *choose_dup(struct ksm *k, struct sm_machine *m, struct ksm_stable_node *node,
+			       struct page *tree_page, struct page *page)
+{
+	int limit = READ_ONCE(k->max_page_sharing);
+	struct ksm_stable_node *dup, *next, *best = NULL;
+	struct page *best_page = NULL;
+
+	if (tree_page == page || node->rmap_hlist_len < limit) {
+		best = node;
+		best_page = tree_page;
+	} else {
+		folio_put_refs(m, tree_page, 1);
+	}
+	list_for_each_entry_safe(dup, next, &node->dups, dups) {
+		struct page *p;
+
+		if (best_page == page)
+			break;
+		if (dup->rmap_hlist_len >= limit && pfn_to_page(m, dup->kpfn) != page)
+			continue;
+		if (!(p = get_ksm_page(k, m, dup))) {
+			if (best_page)
+				folio_put_refs(m, best_page, 1);
+			return DUP_STALE;
+		}
+		if (p == page || !best || dup->rmap_hlist_len > best->rmap_hlist_len) {
+			if (best_page)
+				folio_put_refs(m, best_page, 1);
+			best = dup;
+			best_page = p;
+		} else {
+			folio_put_refs(m, p, 1);
+		}
+	}
+	return best_page;
+}
+
 struct page *stable_tree_search(struct ksm *k, struct sm_machine *m, struct page *page)
 {
 	struct rb_node *n;
@@ -163,8 +254,12 @@ again:
 		if (!tree_page)
 			goto again;   /* a stale node was erased: the shape changed */
 		ret = tree_page == page ? 0 : ksm_memcmp_pages(m, page, tree_page);
-		if (!ret)
+		if (!ret) {
+			tree_page = choose_dup(k, m, node, tree_page, page);
+			if (tree_page == DUP_STALE)
+				goto again;
 			return tree_page;
+		}
 		folio_put_refs(m, tree_page, 1);
 		n = ret < 0 ? n->left : n->right;
 	}
@@ -175,10 +270,12 @@ void stable_tree_insert(struct ksm *k, struct sm_machine *m, struct ksm_stable_n
 			struct page *kpage)
 {
 	struct rb_node **link, *parent;
+	struct ksm_stable_node *equal;
 
 again:
 	link = &k->stable_tree.node;
 	parent = NULL;
+	equal = NULL;
 	while (*link) {
 		struct ksm_stable_node *other = container_of(*link, struct ksm_stable_node, node);
 		struct page *tree_page = get_ksm_page(k, m, other);
@@ -188,9 +285,13 @@ again:
 			goto again;
 		ret = ksm_memcmp_pages(m, kpage, tree_page);
 		folio_put_refs(m, tree_page, 1);
+		if (!ret && !equal)
+			equal = other;
 		parent = *link;
 		link = ret < 0 ? &parent->left : &parent->right;
 	}
+	if (equal)
+		dup_link(k, node, equal);
 	rb_link_node(&node->node, parent, link);
 	rb_insert_color(&node->node, &k->stable_tree);
 	ksm_count(&k->stable_nodes, 1);
