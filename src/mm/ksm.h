@@ -51,11 +51,19 @@
 
 #define PAGE_MAPPING_KSM 0x2ul
 
+/* The KSM pages of some contents, when there are several (max_page_sharing
+ * filled the first): Linux's stable node chain. */
+struct ksm_chain {
+	struct list_head open;          /* nodes with room for another rmap item */
+	struct list_head full;          /* the others */
+	int nr;                         /* >= 2 */
+};
+
 struct ksm_stable_node {
 	struct rb_node node;            /* ksm->stable_tree */
 	struct list_head hlist;         /* ksm_rmap_item.hlist */
-	struct list_head dups;          /* the nodes of the other KSM pages with these
-					 * contents (Linux's stable node chain) */
+	struct ksm_chain *chain;        /* NULL: the only page with its contents */
+	struct list_head dup;           /* on chain->open or chain->full */
 	unsigned long kpfn;             /* the KSM page */
 	int rmap_hlist_len;
 };

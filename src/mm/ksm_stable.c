@@ -18,9 +18,9 @@
  * 256 by default: it bounds the rmap walk of one page). When every KSM page
  * with some contents is full, the next pair of such pages makes another
  * one: nodes with equal contents sit side by side in the tree (an insert
- * goes right of its equals) and are linked on each other's dups list, the
- * chain Linux keeps in a separate node. A search takes the fullest page
- * that still has room, so pages fill up one after the other, as in Linux.
+ * goes right of its equals) and share a chain, which sorts them into those
+ * with room and the full ones. A search takes the fullest page that still
+ * has room, so pages fill up one after the other, as in Linux.
  *
  * Counters, as Linux's: pages_shared counts nodes with at least one rmap
  * item, pages_sharing the further items of each, pages_unshared the items
@@ -116,36 +116,62 @@ static void ksm_get_anon_vma(struct anon_vma *av)
 
 /* ---- KSM pages with the same contents ---- */
 
-/* The nodes in node's group, counted up to 3: all the counters need. */
-static int dup_group_size(const struct ksm_stable_node *node)
+static bool node_full(const struct ksm *k, const struct ksm_stable_node *node)
 {
-	const struct list_head *p = node->dups.next;
-	int n = 1;
-
-	for (; p != &node->dups && n < 3; p = p->next)
-		n++;
-	return n;
+	return node->rmap_hlist_len >= k->max_page_sharing;
 }
 
+/* Put a chained node on the list its fill says. */
+static void chain_file(struct ksm *k, struct ksm_stable_node *node)
+{
+	list_del(&node->dup);
+	list_add(&node->dup, node_full(k, node) ? &node->chain->full : &node->chain->open);
+}
+
+/* node, new in the tree, has other's contents: one chain for both. On no
+ * memory they stay apart, which only costs sharing. */
 static void dup_link(struct ksm *k, struct ksm_stable_node *node, struct ksm_stable_node *other)
 {
-	int was = dup_group_size(other);
+	if (!other->chain) {
+		struct ksm_chain *chain = calloc(1, sizeof(*chain));
 
-	list_add(&node->dups, &other->dups);
-	if (was == 1)
+		if (!chain)
+			return;
+		INIT_LIST_HEAD(&chain->open);
+		INIT_LIST_HEAD(&chain->full);
+		other->chain = chain;
+		INIT_LIST_HEAD(&other->dup);
+		chain_file(k, other);
+		chain->nr = 1;
 		ksm_count(&k->stable_node_chains, 1);
-	ksm_count(&k->stable_node_dups, was == 1 ? 2 : 1);
+		ksm_count(&k->stable_node_dups, 1);
+	}
+	node->chain = other->chain;
+	INIT_LIST_HEAD(&node->dup);
+	chain_file(k, node);
+	node->chain->nr++;
+	ksm_count(&k->stable_node_dups, 1);
 }
 
+/* node leaves its chain; a chain of one is no chain. */
 static void dup_unlink(struct ksm *k, struct ksm_stable_node *node)
 {
-	int was = dup_group_size(node);
+	struct ksm_chain *chain = node->chain;
+	struct ksm_stable_node *last;
 
-	list_del_init(&node->dups);
-	if (was == 2)
-		ksm_count(&k->stable_node_chains, -1);
-	if (was > 1)
-		ksm_count(&k->stable_node_dups, was == 2 ? -2 : -1);
+	if (!chain)
+		return;
+	list_del(&node->dup);
+	node->chain = NULL;
+	ksm_count(&k->stable_node_dups, -1);
+	if (--chain->nr > 1)
+		return;
+	last = list_empty(&chain->open) ? list_first_entry(&chain->full, struct ksm_stable_node, dup)
+					: list_first_entry(&chain->open, struct ksm_stable_node, dup);
+	last->chain = NULL;
+	ksm_count(&k->stable_node_dups, -1);
+	ksm_count(&k->stable_node_chains, -1);
+	free(chain);
 }
 
 /* ---- the stable tree ---- */
@@ -197,47 +223,39 @@ stale:
 #define DUP_STALE ((struct page *)1)
 
 /*
- * Of node's group (tree_page is node's page, referenced), the page to merge
+ * Of node's chain (tree_page is node's page, referenced), the page to merge
  * with: page itself when it is one of them (a forked mapping of it is being
  * recorded: it maps it already, whatever the limit), else the fullest one
- * with room, or NULL when all are full. DUP_STALE when a stale node was
- * erased on the way: the caller searches again.
+ * with room, or NULL when all are full. Only the open ones are looked at,
+ * so that a chain of a thousand full pages costs nothing. DUP_STALE when a
+ * stale node was erased on the way: the caller searches again.
  */
 static struct page *choose_dup(struct ksm *k, struct sm_machine *m, struct ksm_stable_node *node,
 			       struct page *tree_page, struct page *page)
 {
-	int limit = READ_ONCE(k->max_page_sharing);
-	struct ksm_stable_node *dup, *next, *best = NULL;
-	struct page *best_page = NULL;
+	struct ksm_chain *chain = node->chain;
+	struct ksm_stable_node *dup, *best;
+	struct page *best_page;
 
-	if (tree_page == page || node->rmap_hlist_len < limit) {
-		best = node;
-		best_page = tree_page;
-	} else {
-		folio_put_refs(m, tree_page, 1);
+	if (tree_page == page || (!chain && !node_full(k, node)))
+		return tree_page;
+	folio_put_refs(m, tree_page, 1);
+	if (!chain)
+		return NULL;
+	/* The caller's reference keeps a write fault from taking page over:
+	 * a KSM page now, it stays one. */
+	if (folio_test_ksm(page) && folio_stable_node(page)->chain == chain) {
+		best_page = get_ksm_page(k, m, folio_stable_node(page));
+		return best_page ? best_page : DUP_STALE;
 	}
-	list_for_each_entry_safe(dup, next, &node->dups, dups) {
-		struct page *p;
-
-		if (best_page == page)
-			break;
-		if (dup->rmap_hlist_len >= limit && pfn_to_page(m, dup->kpfn) != page)
-			continue;
-		if (!(p = get_ksm_page(k, m, dup))) {
-			if (best_page)
-				folio_put_refs(m, best_page, 1);
-			return DUP_STALE;
-		}
-		if (p == page || !best || dup->rmap_hlist_len > best->rmap_hlist_len) {
-			if (best_page)
-				folio_put_refs(m, best_page, 1);
+	best = NULL;
+	list_for_each_entry(dup, &chain->open, dup)
+		if (!best || dup->rmap_hlist_len > best->rmap_hlist_len)
 			best = dup;
-			best_page = p;
-		} else {
-			folio_put_refs(m, p, 1);
-		}
-	}
-	return best_page;
+	if (!best)
+		return NULL;
+	best_page = get_ksm_page(k, m, best);
+	return best_page ? best_page : DUP_STALE;
 }
 
 struct page *stable_tree_search(struct ksm *k, struct sm_machine *m, struct page *page)
@@ -311,6 +329,8 @@ void stable_tree_append(struct ksm *k, struct ksm_rmap_item *item, struct ksm_st
 		ksm_count(&k->pages_sharing, 1);
 	list_add(&item->hlist, &node->hlist);
 	node->rmap_hlist_len++;
+	if (node->chain)
+		chain_file(k, node);
 	__atomic_fetch_add(&item->slot->mm->ksm_merging_pages, 1, __ATOMIC_RELAXED);
 }
 
@@ -402,6 +422,8 @@ void remove_rmap_item_from_tree(struct ksm *k, struct ksm_rmap_item *item)
 
 		list_del(&item->hlist);
 		node->rmap_hlist_len--;
+		if (node->chain)
+			chain_file(k, node);
 		if (!list_empty(&node->hlist))
 			ksm_count(&k->pages_sharing, -1);
 		else

@@ -198,7 +198,6 @@ static void try_to_merge_two_pages(struct ksm *k, struct sm_machine *m, struct k
 	if (!node)
 		return;
 	INIT_LIST_HEAD(&node->hlist);
-	INIT_LIST_HEAD(&node->dups);
 	if (try_to_merge_with_ksm_page(k, item, page, NULL, node)) {
 		free(node);
 		return;
