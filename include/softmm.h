@@ -183,9 +183,8 @@ void sm_flusher_stats(struct sm_machine *m, struct sm_flusher_stats *st);
  * ksmd is a thread per machine, started by run = 1. A write to a KSM page
  * copies it, or reuses it in place when this PTE is its only mapping (Linux
  * 5.1-5.8's reuse_ksm_page; SM_CFG_NO_KSM_REUSE turns that off).
- * Differences from Linux: no max_page_sharing (one KSM page may have any
- * number of mappings), large folios are never merged (nor split), and
- * unmerging a KSM zero page keeps the zero page (no longer counted as KSM's).
+ * Differences from Linux: large folios are never merged (nor split); no
+ * NUMA (merge_across_nodes) and no advisor.
  */
 long sm_mm_set_ksm_merge_any(struct sm_mm *mm, int enable);
 /* The knobs of /sys/kernel/mm/ksm. run: 0 stop, 1 run ksmd, 2 unmerge all and stop. */
@@ -194,6 +193,9 @@ struct sm_ksm_config {
 	unsigned pages_to_scan;     /* per ksmd wake-up; default 100 */
 	unsigned sleep_millisecs;   /* between wake-ups; default 20 */
 	unsigned use_zero_pages;    /* 0/1: zero-filled pages map the zero page */
+	unsigned max_page_sharing;  /* mappings recorded per KSM page; default 256, at
+				     * least 2, changed only while no page is merged
+				     * (-EBUSY); 0 leaves it as it is */
 };
 void sm_ksm_config(struct sm_machine *m, struct sm_ksm_config *cfg);
 int  sm_ksm_set(struct sm_machine *m, const struct sm_ksm_config *cfg);   /* 0 or -errno */
@@ -208,6 +210,7 @@ struct sm_ksm_stats {
 	int64_t general_profit;
 	uint64_t stable_nodes;      /* nodes in the stable tree, stale ones included */
 	uint64_t pages_reused;      /* write faults that reused a KSM page (softmm only) */
+	uint64_t stable_node_chains, stable_node_dups;
 };
 void sm_ksm_stats(struct sm_machine *m, struct sm_ksm_stats *st);
 

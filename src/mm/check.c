@@ -252,6 +252,48 @@ static void bad_file(void *arg, const char *what)
 	BAD((struct checker *)arg, "%s", what);
 }
 
+/* The machine's stable node chains: each chained node on the list its fill
+ * says, each chain's count right, and the counters of both. */
+static void check_ksm_chains(struct checker *c, struct ksm *k)
+{
+	long chains = 0, dups = 0;
+
+	for (struct rb_node *n = rb_first(&k->stable_tree); n; n = rb_next(n)) {
+		struct ksm_stable_node *node = container_of(n, struct ksm_stable_node, node);
+		struct ksm_chain *chain = node->chain;
+		struct ksm_stable_node *d;
+		int open = 0, full = 0;
+		bool found = false;
+
+		if (!chain)
+			continue;
+		dups++;
+		list_for_each_entry(d, &chain->open, dup) {
+			open++;
+			found |= d == node;
+			if (d->rmap_hlist_len >= k->max_page_sharing)
+				BAD(c, "KSM node %lu: full, on its chain's open list", d->kpfn);
+		}
+		list_for_each_entry(d, &chain->full, dup) {
+			full++;
+			found |= d == node;
+			if (d->rmap_hlist_len < k->max_page_sharing)
+				BAD(c, "KSM node %lu: room left, on its chain's full list", d->kpfn);
+		}
+		if (!found || open + full != chain->nr || chain->nr < 2)
+			BAD(c, "KSM node %lu: chain of %d holds %d (it%s)", node->kpfn, chain->nr,
+			    open + full, found ? "" : " not among them");
+		/* Count each chain once, at its first node on the open list, or
+		 * on the full one when none has room. */
+		d = list_empty(&chain->open) ? list_first_entry(&chain->full, struct ksm_stable_node, dup)
+					     : list_first_entry(&chain->open, struct ksm_stable_node, dup);
+		chains += d == node;
+	}
+	if (chains != READ_ONCE(k->stable_node_chains) || dups != READ_ONCE(k->stable_node_dups))
+		BAD(c, "stable_node_chains %ld, stable_node_dups %ld; counted %ld, %ld",
+		    k->stable_node_chains, k->stable_node_dups, chains, dups);
+}
+
 /* The mm's KSM counters against its rmap items and PTEs. Precondition: ksm->mutex. */
 static void check_ksm(struct checker *c)
 {
@@ -275,6 +317,7 @@ static void check_ksm(struct checker *c)
 		BAD(c, "ksm_rmap_items %ld, items %ld", mm->ksm_rmap_items, items);
 	if (merging != __atomic_load_n(&mm->ksm_merging_pages, __ATOMIC_RELAXED))
 		BAD(c, "ksm_merging_pages %ld, stable items %ld", mm->ksm_merging_pages, merging);
+	check_ksm_chains(c, mm->machine->ksm);
 }
 
 static void add_file(struct checker *c, struct address_space *as)

@@ -61,15 +61,28 @@ void mapping_free(struct address_space *as);
 /* The last put writes back, drops the page cache and closes the host fd. */
 void mapping_put(struct address_space *as);
 
+/*
+ * page->mapping is read without the folio's owner's locks: ksmd turns an
+ * anonymous page into a KSM page (and a write fault turns it back) while
+ * another mm's zap may be looking. Both name anonymous memory, so the answer
+ * is the same either way; the load is atomic so that it is no data race.
+ */
+static inline unsigned long folio_mapping_word(const struct page *head)
+{
+	return (unsigned long)__atomic_load_n(&head->mapping, __ATOMIC_RELAXED);
+}
+
 static inline bool page_in_cache(const struct page *head)
 {
-	return head->mapping && !((unsigned long)head->mapping & PAGE_MAPPING_ANON);
+	unsigned long mapping = folio_mapping_word(head);
+
+	return mapping && !(mapping & PAGE_MAPPING_ANON);
 }
 
 /* The RSS counter a folio mapped by a PTE counts in. */
 static inline int mm_counter(const struct page *head)
 {
-	if ((unsigned long)head->mapping & PAGE_MAPPING_ANON)
+	if (folio_mapping_word(head) & PAGE_MAPPING_ANON)
 		return MM_ANONPAGES;
 	return test_bit_flag(head, PG_swapbacked) ? MM_SHMEMPAGES : MM_FILEPAGES;
 }

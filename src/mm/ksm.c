@@ -11,6 +11,7 @@
  * know when merging happened.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include "mm/ksm.h"
@@ -20,6 +21,7 @@
 
 #define KSM_DEFAULT_PAGES_TO_SCAN 100
 #define KSM_DEFAULT_SLEEP_MS 20
+#define KSM_DEFAULT_MAX_PAGE_SHARING 256
 
 int ksm_init(struct sm_machine *m)
 {
@@ -36,6 +38,7 @@ int ksm_init(struct sm_machine *m)
 	k->unstable_tree = RB_ROOT;
 	k->pages_to_scan = KSM_DEFAULT_PAGES_TO_SCAN;
 	k->sleep_millisecs = KSM_DEFAULT_SLEEP_MS;
+	k->max_page_sharing = KSM_DEFAULT_MAX_PAGE_SHARING;
 	k->reuse = !(m->flags & SM_CFG_NO_KSM_REUSE);
 	k->zero_checksum = ksm_calc_checksum(m, zero);
 	m->ksm = k;
@@ -258,6 +261,22 @@ void sm_ksm_config(struct sm_machine *m, struct sm_ksm_config *cfg)
 	cfg->pages_to_scan = READ_ONCE(k->pages_to_scan);
 	cfg->sleep_millisecs = READ_ONCE(k->sleep_millisecs);
 	cfg->use_zero_pages = READ_ONCE(k->use_zero_pages);
+	cfg->max_page_sharing = (unsigned)READ_ONCE(k->max_page_sharing);
+}
+
+/* As Linux: the limit changes only when no page is merged, for the pages
+ * already merged were filled to the old one. Precondition: ksm->mutex. */
+static int set_max_page_sharing(struct ksm *k, struct sm_machine *m, unsigned v)
+{
+	if (!v || v == (unsigned)k->max_page_sharing)
+		return 0;
+	if (READ_ONCE(k->pages_shared))
+		return -EBUSY;
+	stable_tree_prune(k, m);
+	if (READ_ONCE(k->stable_nodes))
+		return -EBUSY;   /* pages still mapped, by forks that have no rmap items yet */
+	WRITE_ONCE(k->max_page_sharing, (int)v);
+	return 0;
 }
 
 int sm_ksm_set(struct sm_machine *m, const struct sm_ksm_config *cfg)
@@ -265,11 +284,17 @@ int sm_ksm_set(struct sm_machine *m, const struct sm_ksm_config *cfg)
 	struct ksm *k;
 	long err = 0;
 
-	if (!m || !cfg || cfg->run > 2 || cfg->use_zero_pages > 1)
+	if (!m || !cfg || cfg->run > 2 || cfg->use_zero_pages > 1 || cfg->max_page_sharing == 1 ||
+	    cfg->max_page_sharing > INT_MAX)
 		return -EINVAL;
 	k = m->ksm;
 	sm_rcu_thread_online();
 	pthread_mutex_lock(&k->mutex);
+	err = set_max_page_sharing(k, m, cfg->max_page_sharing);
+	if (err) {
+		pthread_mutex_unlock(&k->mutex);
+		return (int)err;
+	}
 	WRITE_ONCE(k->pages_to_scan, cfg->pages_to_scan);
 	WRITE_ONCE(k->sleep_millisecs, cfg->sleep_millisecs);
 	WRITE_ONCE(k->use_zero_pages, cfg->use_zero_pages != 0);
@@ -325,6 +350,8 @@ void sm_ksm_stats(struct sm_machine *m, struct sm_ksm_stats *st)
 			     (int64_t)items * (int64_t)sizeof(struct ksm_rmap_item);
 	st->stable_nodes = (uint64_t)READ_ONCE(k->stable_nodes);
 	st->pages_reused = __atomic_load_n(&k->pages_reused, __ATOMIC_RELAXED);
+	st->stable_node_chains = (uint64_t)READ_ONCE(k->stable_node_chains);
+	st->stable_node_dups = (uint64_t)READ_ONCE(k->stable_node_dups);
 }
 
 long ksm_process_profit(struct sm_mm *mm)

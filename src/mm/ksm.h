@@ -51,9 +51,19 @@
 
 #define PAGE_MAPPING_KSM 0x2ul
 
+/* The KSM pages of some contents, when there are several (max_page_sharing
+ * filled the first): Linux's stable node chain. */
+struct ksm_chain {
+	struct list_head open;          /* nodes with room for another rmap item */
+	struct list_head full;          /* the others */
+	int nr;                         /* >= 2 */
+};
+
 struct ksm_stable_node {
 	struct rb_node node;            /* ksm->stable_tree */
 	struct list_head hlist;         /* ksm_rmap_item.hlist */
+	struct ksm_chain *chain;        /* NULL: the only page with its contents */
+	struct list_head dup;           /* on chain->open or chain->full */
 	unsigned long kpfn;             /* the KSM page */
 	int rmap_hlist_len;
 };
@@ -94,6 +104,7 @@ struct ksm {
 
 	/* The knobs of /sys/kernel/mm/ksm: written under mutex, read atomically. */
 	unsigned run, pages_to_scan, sleep_millisecs;
+	int max_page_sharing;           /* rmap items per KSM page, at most */
 	bool use_zero_pages;
 	bool reuse;                     /* immutable: !SM_CFG_NO_KSM_REUSE */
 	uint32_t zero_checksum;         /* immutable: of a zero-filled page */
@@ -106,6 +117,7 @@ struct ksm {
 	/* Statistics: written under mutex (zero_pages and reused: atomic from
 	 * fault and zap paths), read atomically. */
 	long pages_shared, pages_sharing, pages_unshared, rmap_items, stable_nodes;
+	long stable_node_chains, stable_node_dups;   /* contents with several KSM pages; their pages */
 	long zero_pages;
 	uint64_t full_scans, pages_scanned, pages_reused, pages_skipped;
 };

@@ -76,7 +76,12 @@ static long write_protect_page(struct vm_area_struct *vma, unsigned long addr, p
 
 	if (old & (_PAGE_RW | _PAGE_DIRTY))
 		flush_tlb_range(vma->vm_mm, addr, addr + PAGE_SIZE);
-	if (page_ref_count(page) != page_mapcount(page) + 1) {
+	/*
+	 * Acquire: the references dropped by other mms (a fork child's zap or
+	 * COW copy) were released after their last look at the page's mapping,
+	 * which the merge is about to change.
+	 */
+	if (__atomic_load_n(&page->refcount, __ATOMIC_ACQUIRE) != page_mapcount(page) + 1) {
 		__atomic_fetch_or(ptep, old & (_PAGE_RW | _PAGE_DIRTY), __ATOMIC_ACQ_REL);
 		return -1;
 	}

@@ -14,9 +14,19 @@
  * guess, rebuilt from empty at every full scan (an item's seqnr says which
  * scan's tree it is in).
  *
+ * A KSM page takes at most max_page_sharing rmap items (Linux's limit,
+ * 256 by default: it bounds the rmap walk of one page). When every KSM page
+ * with some contents is full, the next pair of such pages makes another
+ * one: nodes with equal contents sit side by side in the tree (an insert
+ * goes right of its equals) and share a chain, which sorts them into those
+ * with room and the full ones. A search takes the fullest page that still
+ * has room, so pages fill up one after the other, as in Linux.
+ *
  * Counters, as Linux's: pages_shared counts nodes with at least one rmap
  * item, pages_sharing the further items of each, pages_unshared the items
- * in an unstable tree. Everything here runs under ksm->mutex.
+ * in an unstable tree, stable_node_chains the contents with several KSM
+ * pages and stable_node_dups those pages. Everything here runs under
+ * ksm->mutex.
  */
 #include <sched.h>
 #include <stdlib.h>
@@ -104,6 +114,66 @@ static void ksm_get_anon_vma(struct anon_vma *av)
 	__atomic_fetch_add(&av->refcount, 1, __ATOMIC_RELAXED);
 }
 
+/* ---- KSM pages with the same contents ---- */
+
+static bool node_full(const struct ksm *k, const struct ksm_stable_node *node)
+{
+	return node->rmap_hlist_len >= k->max_page_sharing;
+}
+
+/* Put a chained node on the list its fill says. */
+static void chain_file(struct ksm *k, struct ksm_stable_node *node)
+{
+	list_del(&node->dup);
+	list_add(&node->dup, node_full(k, node) ? &node->chain->full : &node->chain->open);
+}
+
+/* node, new in the tree, has other's contents: one chain for both. On no
+ * memory they stay apart, which only costs sharing. */
+static void dup_link(struct ksm *k, struct ksm_stable_node *node, struct ksm_stable_node *other)
+{
+	if (!other->chain) {
+		struct ksm_chain *chain = calloc(1, sizeof(*chain));
+
+		if (!chain)
+			return;
+		INIT_LIST_HEAD(&chain->open);
+		INIT_LIST_HEAD(&chain->full);
+		other->chain = chain;
+		INIT_LIST_HEAD(&other->dup);
+		chain_file(k, other);
+		chain->nr = 1;
+		ksm_count(&k->stable_node_chains, 1);
+		ksm_count(&k->stable_node_dups, 1);
+	}
+	node->chain = other->chain;
+	INIT_LIST_HEAD(&node->dup);
+	chain_file(k, node);
+	node->chain->nr++;
+	ksm_count(&k->stable_node_dups, 1);
+}
+
+/* node leaves its chain; a chain of one is no chain. */
+static void dup_unlink(struct ksm *k, struct ksm_stable_node *node)
+{
+	struct ksm_chain *chain = node->chain;
+	struct ksm_stable_node *last;
+
+	if (!chain)
+		return;
+	list_del(&node->dup);
+	node->chain = NULL;
+	ksm_count(&k->stable_node_dups, -1);
+	if (--chain->nr > 1)
+		return;
+	last = list_empty(&chain->open) ? list_first_entry(&chain->full, struct ksm_stable_node, dup)
+					: list_first_entry(&chain->open, struct ksm_stable_node, dup);
+	last->chain = NULL;
+	ksm_count(&k->stable_node_dups, -1);
+	ksm_count(&k->stable_node_chains, -1);
+	free(chain);
+}
+
 /* ---- the stable tree ---- */
 
 static void remove_node_from_stable_tree(struct ksm *k, struct ksm_stable_node *node)
@@ -122,6 +192,7 @@ static void remove_node_from_stable_tree(struct ksm *k, struct ksm_stable_node *
 		item->head = NULL;
 		item->state = RMAP_NONE;
 	}
+	dup_unlink(k, node);
 	rb_erase(&node->node, &k->stable_tree);
 	ksm_count(&k->stable_nodes, -1);
 	free(node);
@@ -149,6 +220,44 @@ stale:
 	return NULL;
 }
 
+#define DUP_STALE ((struct page *)1)
+
+/*
+ * Of node's chain (tree_page is node's page, referenced), the page to merge
+ * with: page itself when it is one of them (a forked mapping of it is being
+ * recorded: it maps it already, whatever the limit), else the fullest one
+ * with room, or NULL when all are full. Only the open ones are looked at,
+ * so that a chain of a thousand full pages costs nothing. DUP_STALE when a
+ * stale node was erased on the way: the caller searches again.
+ */
+static struct page *choose_dup(struct ksm *k, struct sm_machine *m, struct ksm_stable_node *node,
+			       struct page *tree_page, struct page *page)
+{
+	struct ksm_chain *chain = node->chain;
+	struct ksm_stable_node *dup, *best;
+	struct page *best_page;
+
+	if (tree_page == page || (!chain && !node_full(k, node)))
+		return tree_page;
+	folio_put_refs(m, tree_page, 1);
+	if (!chain)
+		return NULL;
+	/* The caller's reference keeps a write fault from taking page over:
+	 * a KSM page now, it stays one. */
+	if (folio_test_ksm(page) && folio_stable_node(page)->chain == chain) {
+		best_page = get_ksm_page(k, m, folio_stable_node(page));
+		return best_page ? best_page : DUP_STALE;
+	}
+	best = NULL;
+	list_for_each_entry(dup, &chain->open, dup)
+		if (!best || dup->rmap_hlist_len > best->rmap_hlist_len)
+			best = dup;
+	if (!best)
+		return NULL;
+	best_page = get_ksm_page(k, m, best);
+	return best_page ? best_page : DUP_STALE;
+}
+
 struct page *stable_tree_search(struct ksm *k, struct sm_machine *m, struct page *page)
 {
 	struct rb_node *n;
@@ -163,8 +272,12 @@ again:
 		if (!tree_page)
 			goto again;   /* a stale node was erased: the shape changed */
 		ret = tree_page == page ? 0 : ksm_memcmp_pages(m, page, tree_page);
-		if (!ret)
+		if (!ret) {
+			tree_page = choose_dup(k, m, node, tree_page, page);
+			if (tree_page == DUP_STALE)
+				goto again;
 			return tree_page;
+		}
 		folio_put_refs(m, tree_page, 1);
 		n = ret < 0 ? n->left : n->right;
 	}
@@ -175,10 +288,12 @@ void stable_tree_insert(struct ksm *k, struct sm_machine *m, struct ksm_stable_n
 			struct page *kpage)
 {
 	struct rb_node **link, *parent;
+	struct ksm_stable_node *equal;
 
 again:
 	link = &k->stable_tree.node;
 	parent = NULL;
+	equal = NULL;
 	while (*link) {
 		struct ksm_stable_node *other = container_of(*link, struct ksm_stable_node, node);
 		struct page *tree_page = get_ksm_page(k, m, other);
@@ -188,9 +303,13 @@ again:
 			goto again;
 		ret = ksm_memcmp_pages(m, kpage, tree_page);
 		folio_put_refs(m, tree_page, 1);
+		if (!ret && !equal)
+			equal = other;
 		parent = *link;
 		link = ret < 0 ? &parent->left : &parent->right;
 	}
+	if (equal)
+		dup_link(k, node, equal);
 	rb_link_node(&node->node, parent, link);
 	rb_insert_color(&node->node, &k->stable_tree);
 	ksm_count(&k->stable_nodes, 1);
@@ -210,6 +329,8 @@ void stable_tree_append(struct ksm *k, struct ksm_rmap_item *item, struct ksm_st
 		ksm_count(&k->pages_sharing, 1);
 	list_add(&item->hlist, &node->hlist);
 	node->rmap_hlist_len++;
+	if (node->chain)
+		chain_file(k, node);
 	__atomic_fetch_add(&item->slot->mm->ksm_merging_pages, 1, __ATOMIC_RELAXED);
 }
 
@@ -301,6 +422,8 @@ void remove_rmap_item_from_tree(struct ksm *k, struct ksm_rmap_item *item)
 
 		list_del(&item->hlist);
 		node->rmap_hlist_len--;
+		if (node->chain)
+			chain_file(k, node);
 		if (!list_empty(&node->hlist))
 			ksm_count(&k->pages_sharing, -1);
 		else

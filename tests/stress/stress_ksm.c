@@ -14,7 +14,9 @@
  * gone every frame is back (KSM pages included).
  *
  * The seed is printed (argv[1] or SOFTMM_SEED replays it); half the seeds
- * turn the reuse of KSM pages off. SOFTMM_SOAK=1 runs a minute.
+ * turn the reuse of KSM pages off, and half set max_page_sharing to 4, so
+ * that each common pattern has dozens of KSM pages (a stable node chain)
+ * filling and emptying. SOFTMM_SOAK=1 runs a minute.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -214,8 +216,10 @@ int main(int argc, char **argv)
 	seed = st_seed(argc, argv);
 	if (seed & 1)
 		mcfg.flags |= SM_CFG_NO_KSM_REUSE;
-	printf("stress_ksm: seed %" PRIu64 ", %.0f s, reuse %s\n", seed, budget,
-	       seed & 1 ? "off" : "on");
+	if (seed & 2)
+		kcfg.max_page_sharing = 4;
+	printf("stress_ksm: seed %" PRIu64 ", %.0f s, reuse %s, max_page_sharing %u\n", seed, budget,
+	       seed & 1 ? "off" : "on", kcfg.max_page_sharing ? kcfg.max_page_sharing : 256);
 	m = sm_machine_create(&mcfg);
 	sm_machine_stats(m, &ms0);
 	c = sm_cpu_create(m);
@@ -248,9 +252,11 @@ int main(int argc, char **argv)
 	pthread_join(meddler, NULL);
 	sm_ksm_stats(m, &ks);
 	printf("%ld writes, %ld page reads, %ld forks; ksmd: %" PRIu64 " full scans, %" PRIu64
-	       " pages scanned, %" PRIu64 " shared, %" PRIu64 " sharing, %" PRIu64 " reused\n",
+	       " pages scanned, %" PRIu64 " shared, %" PRIu64 " sharing, %" PRIu64 " reused, %" PRIu64
+	       " chains\n",
 	       atomic_load(&writes), atomic_load(&reads), atomic_load(&forks), ks.full_scans,
-	       ks.pages_scanned, ks.pages_shared, ks.pages_sharing, ks.pages_reused);
+	       ks.pages_scanned, ks.pages_shared, ks.pages_sharing, ks.pages_reused,
+	       ks.stable_node_chains);
 	st_result(&t, atomic_load(&bad) == 0, "no write lost, none seen in another mm (%ld bad)",
 		  atomic_load(&bad));
 	st_result(&t, ks.full_scans >= 1, "ksmd completed full scans");

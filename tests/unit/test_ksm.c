@@ -350,6 +350,77 @@ static void test_mremap(void **state)
 	env_free(&e);
 }
 
+/* max_page_sharing: a KSM page takes at most that many mappings; the next
+ * identical pages make another KSM page (Linux's stable node chain). With
+ * a limit of 4, ten mappings of each contents fill pages of 4, 4 and 2. */
+static void test_max_page_sharing(void **state)
+{
+	struct env e = env_new(0);
+	const unsigned long at = 0x58000000;
+	struct sm_ksm_config cfg;
+	struct sm_mm *mm[10];
+	struct sm_ksm_stats st;
+
+	(void)state;
+	sm_ksm_config(e.m, &cfg);
+	assert_int_equal(cfg.max_page_sharing, 256);
+	cfg.max_page_sharing = 1;
+	assert_int_equal(sm_ksm_set(e.m, &cfg), -EINVAL);
+	cfg.max_page_sharing = 4;
+	assert_int_equal(sm_ksm_set(e.m, &cfg), 0);
+	for (int i = 0; i < 10; i++)
+		mm[i] = mm_with_pages(&e, at, 1, PROT_READ | PROT_WRITE);
+	merge(&e);
+	st = stats(&e);
+	assert_int_equal(st.pages_shared, 3 * NPAGES);
+	assert_int_equal(st.pages_sharing, 7 * NPAGES);
+	assert_int_equal(st.stable_node_chains, NPAGES);
+	assert_int_equal(st.stable_node_dups, 3 * NPAGES);
+	for (int p = 0; p < NPAGES; p++) {
+		uint64_t pfn[10];
+		int distinct = 0;
+
+		for (int i = 0; i < 10; i++)
+			pfn[i] = pfn_at(mm[i], at + p * 4096ul);
+		for (int i = 0; i < 10; i++) {
+			int seen = 0, same = 0;
+
+			for (int j = 0; j < i; j++)
+				seen |= pfn[j] == pfn[i];
+			for (int j = 0; j < 10; j++)
+				same += pfn[j] == pfn[i];
+			distinct += !seen;
+			assert_true(same <= 4);
+			assert_true(folio_test_ksm(pfn_to_page(e.m, pfn[i])));
+		}
+		assert_int_equal(distinct, 3);
+	}
+	/* Pages are merged: the limit stays. */
+	cfg.max_page_sharing = 8;
+	assert_int_equal(sm_ksm_set(e.m, &cfg), -EBUSY);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(sm_mm_check(mm[i]), 0);
+	/* Unmerging the mms of one page's mappings empties it: its contents
+	 * keep two pages, still a chain. */
+	for (int i = 8; i < 10; i++)
+		assert_int_equal(sm_madvise(mm[i], at, NPAGES * 4096ul, MADV_UNMERGEABLE), 0);
+	assert_true(sm_ksm_scan(e.m, 1) >= 0);
+	st = stats(&e);
+	assert_int_equal(st.pages_shared, 2 * NPAGES);
+	assert_int_equal(st.pages_sharing, 6 * NPAGES);
+	assert_int_equal(st.stable_node_chains, NPAGES);
+	assert_int_equal(st.stable_node_dups, 2 * NPAGES);
+	for (int i = 0; i < 10; i++)
+		sm_mm_destroy(mm[i]);
+	st = stats(&e);
+	assert_int_equal(st.stable_node_chains, 0);
+	assert_int_equal(st.stable_node_dups, 0);
+	assert_int_equal(sm_ksm_set(e.m, &cfg), 0);
+	sm_ksm_config(e.m, &cfg);
+	assert_int_equal(cfg.max_page_sharing, 8);
+	env_free(&e);
+}
+
 /* use_zero_pages: zero-filled pages map the zero page; unmerging gives each
  * a page of its own again. */
 static void test_zero_pages(void **state)
@@ -567,6 +638,7 @@ int main(void)
 		cmocka_unit_test(test_no_reuse),
 		cmocka_unit_test(test_unmerge),
 		cmocka_unit_test(test_mremap),
+		cmocka_unit_test(test_max_page_sharing),
 		cmocka_unit_test(test_zero_pages),
 		cmocka_unit_test(test_prot_none),
 		cmocka_unit_test(test_fork),

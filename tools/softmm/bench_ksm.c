@@ -9,9 +9,8 @@
  *                           smart_scan 0) until
  *                           every page is merged (every page's frame is a
  *                           KSM page, polled every millisecond). Time, and
- *                           pages/s.
- *                           Linux merges at most max_page_sharing (256)
- *                           mappings per KSM page; softmm has no such limit.
+ *                           pages/s. Both keep max_page_sharing at 256, so
+ *                           both make 1024 KSM pages of the 262144.
  *   wp fault, KSM x1 reuse  a write to each page of a range whose pages are
  *   wp fault, KSM x1 copy   KSM pages mapped by this one PTE (merged with a
  *   wp fault, KSM x2        second mapping that was then unmapped), with the
