@@ -12,7 +12,8 @@
  * never touched. The steps: merge; write to merged pages (the host's stale
  * rmap items and ours must agree before the next scan); merge again;
  * MADV_UNMERGEABLE on half; merge again; munmap. A second scenario merges
- * with use_zero_pages and unmerges the zero pages.
+ * with use_zero_pages and unmerges the zero pages; a third forks merged
+ * memory and writes in the child.
  *
  * The host's ksmd is global: its knobs are set for the test (run, pages to
  * scan, no sleep, smart_scan off, use_zero_pages) and put back after. Where
@@ -376,6 +377,50 @@ static void zero_pages(struct kside *s)
 	kmunmap(s, 0, NPAGES);
 }
 
+/* A fork of merged memory: the child maps the KSM pages but has no rmap
+ * items of its own until ksmd scans it; its write copies. */
+static void fork_merged(struct kside *s)
+{
+	map_and_fill(s);
+	kmadvise(s, 0, NPAGES, MADV_MERGEABLE);
+	kmerge(s);
+	snapshot(s, "merged");
+	if (s->host) {
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			snapshot(s, "child");
+			kwrite(s, SAME + 1, 0x55);
+			kwrite(s, PAIRS + 1, 0x56);
+			snapshot(s, "child written");
+			_exit(0);
+		}
+		if (pid > 0)
+			waitpid(pid, NULL, 0);
+		s->len = strlen(s->log);
+	} else {
+		struct sm_mm *parent = s->mm, *child = NULL;
+
+		if (sm_fork(parent, &child)) {
+			klog(s, "sm_fork failed\n");
+			return;
+		}
+		s->mm = child;
+		sm_cpu_switch_mm(s->cpu, child);
+		snapshot(s, "child");
+		kwrite(s, SAME + 1, 0x55);
+		kwrite(s, PAIRS + 1, 0x56);
+		snapshot(s, "child written");
+		sm_cpu_switch_mm(s->cpu, parent);
+		sm_mm_destroy(child);
+		s->mm = parent;
+	}
+	snapshot(s, "parent, child gone");
+	kmerge(s);
+	snapshot(s, "parent, scanned");
+	kmunmap(s, 0, NPAGES);
+}
+
 static const struct ksm_scenario {
 	const char *name;
 	void (*run)(struct kside *s);
@@ -383,6 +428,7 @@ static const struct ksm_scenario {
 } scenarios[] = {
 	{ "ksm_merge_write_unmerge", merge_write_unmerge, false },
 	{ "ksm_zero_pages", zero_pages, true },
+	{ "ksm_fork_merged", fork_merged, false },
 };
 
 /* ---------------------------------------------------------------- driver */
