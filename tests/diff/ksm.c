@@ -3,7 +3,7 @@
  * child process of ours, so that its /proc/self/ksm_stat counts only them)
  * and by softmm's (sm_ksm_scan on a machine of its own); after each step
  * both sides log what a process can see: its ksm_stat, the Rss, Anonymous
- * and KSM fields of smaps_rollup, RssAnon, and how the pages share frames
+ * and KSM fields of the region's smaps entry, and how the pages share frames
  * (pagemap), as the sizes of the groups of pages that map one frame. The
  * two logs must be equal line for line.
  *
@@ -54,7 +54,6 @@ struct kside {
 	struct sm_machine *m;
 	struct sm_mm *mm;
 	struct sm_cpu *cpu;
-	long base[2];           /* Anonymous, RssAnon before the scenario mapped */
 };
 
 __attribute__((format(printf, 2, 3)))
@@ -214,39 +213,36 @@ static long read_view(struct kside *s, const char *view, char *buf, size_t size)
 	return len;
 }
 
-/* The number after "prefix" at the start of a line of a view, or -1. */
-static long view_number(struct kside *s, const char *view, const char *prefix)
-{
-	static char buf[1 << 16];
-	char *p;
-
-	if (read_view(s, view, buf, sizeof(buf)) < 0)
-		return -1;
-	for (p = strstr(buf, prefix); p && p != buf && p[-1] != '\n'; p = strstr(p + 1, prefix))
-		;
-	return p ? strtol(p + strlen(prefix), NULL, 10) : -1;
-}
-
-/* Not Rss: the host's counts the test program's own text as it faults in. */
-static const struct { const char *view, *prefix; } rss_fields[2] = {
-	{ "smaps_rollup", "Anonymous:" }, { "status", "RssAnon:" },
-};
-
-/* The whole of ksm_stat, the KSM field, and the anonymous RSS as grown since
- * the scenario began (the host's process holds the test's own memory too). */
+/* Rss, Anonymous and KSM of the region's VMA in smaps (the host's process
+ * holds the test program's memory too, and under ASan its shadow grows),
+ * and the whole of ksm_stat. */
 static void log_counters(struct kside *s)
 {
-	static char buf[4096];
+	static const char *const fields[] = { "Rss:", "Anonymous:", "KSM:" };
+	static char buf[1 << 16];
+	char head[32], *vma;
 
 	if (read_view(s, "ksm_stat", buf, sizeof(buf)) < 0)
 		klog(s, "  ksm_stat unreadable\n");
 	else
 		for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"))
 			klog(s, "  %s\n", line);
-	klog(s, "  KSM: %ld kB\n", view_number(s, "smaps_rollup", "KSM:"));
-	for (int i = 0; i < 2; i++)
-		klog(s, "  %s +%ld kB\n", rss_fields[i].prefix,
-		     view_number(s, rss_fields[i].view, rss_fields[i].prefix) - s->base[i]);
+	if (read_view(s, "smaps", buf, sizeof(buf)) < 0) {
+		klog(s, "  smaps unreadable\n");
+		return;
+	}
+	snprintf(head, sizeof(head), "%lx-", KSM_BASE);
+	for (vma = strstr(buf, head); vma && vma != buf && vma[-1] != '\n'; vma = strstr(vma + 1, head))
+		;
+	if (!vma) {
+		klog(s, "  no VMA at the region\n");
+		return;
+	}
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		char *f = strstr(vma, fields[i]);
+
+		klog(s, "  %s %ld kB\n", fields[i], f ? strtol(f + strlen(fields[i]), NULL, 10) : -1);
+	}
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -325,11 +321,7 @@ static void snapshot(struct kside *s, const char *label)
 
 static void map_and_fill(struct kside *s)
 {
-	long r;
-
-	for (int i = 0; i < 2; i++)
-		s->base[i] = view_number(s, rss_fields[i].view, rss_fields[i].prefix);
-	r = s->host ? (long)mmap((void *)KSM_BASE, NPAGES * KPG, PROT_READ | PROT_WRITE,
+	long r = s->host ? (long)mmap((void *)KSM_BASE, NPAGES * KPG, PROT_READ | PROT_WRITE,
 				      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
 			 : sm_mmap(s->mm, KSM_BASE, NPAGES * KPG, PROT_READ | PROT_WRITE,
 				   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
@@ -437,14 +429,12 @@ static const struct ksm_scenario {
  * only this scenario's pages. */
 static void run_host(const struct ksm_scenario *sc, struct kside *h)
 {
-	pid_t pid = fork();
+	pid_t pid;
 
+	h->len = 0;
+	h->log[0] = '\0';
+	pid = fork();
 	if (pid == 0) {
-		/* A snapshot first, thrown away: the buffers and the stack it
-		 * uses are then in place before the baseline is taken. */
-		snapshot(h, "warm-up");
-		h->len = 0;
-		h->log[0] = '\0';
 		sc->run(h);
 		_exit(0);
 	}
@@ -457,6 +447,7 @@ void diff_run_ksm_tests(const struct diff_opts *o, unsigned *passed, unsigned *f
 {
 	long saved[NR_KNOBS];
 	struct kside host = { .host = true }, sm = { 0 };
+	static char probe[4096];
 	uint64_t e = 0;
 	int fd;
 
@@ -468,7 +459,7 @@ void diff_run_ksm_tests(const struct diff_opts *o, unsigned *passed, unsigned *f
 		return;
 	}
 	/* ksm_stat as 6.18 prints it: older kernels lack lines. */
-	if (view_number(&host, "ksm_stat", "ksm_mergeable:") < 0) {
+	if (read_view(&host, "ksm_stat", probe, sizeof(probe)) < 0 || !strstr(probe, "ksm_mergeable:")) {
 		printf("skip ksm scenarios: the host's ksm_stat is older than Linux 6.18's\n");
 		(*passed)++;
 		return;
@@ -504,7 +495,6 @@ void diff_run_ksm_tests(const struct diff_opts *o, unsigned *passed, unsigned *f
 		if (o->verbose)
 			printf("ksm scenario %s\n", sc->name);
 		knob_write(K_ZERO, sc->use_zero_pages);
-		host.log[0] = '\0';
 		run_host(sc, &host);
 
 		sm.len = 0;
