@@ -161,11 +161,18 @@ static struct page *scan_get_next_rmap_item(struct ksm *k, struct sm_machine *m,
 
 /* ---- one page ---- */
 
-static struct vm_area_struct *find_mergeable_vma(struct sm_mm *mm, unsigned long addr)
+/* The VMA at addr if ksmd may merge there, with mm's mmap_lock held for
+ * reading; NULL, and no lock held, if not. */
+static struct vm_area_struct *lock_mergeable_vma(struct sm_mm *mm, unsigned long addr)
 {
-	struct vm_area_struct *vma = vma_lookup(mm, addr);
+	struct vm_area_struct *vma;
 
-	return vma && ksm_vma_mergeable(vma) && vma->anon_vma ? vma : NULL;
+	down_read(&mm->mmap_lock);
+	vma = vma_lookup(mm, addr);
+	if (vma && ksm_vma_mergeable(vma) && vma->anon_vma)
+		return vma;
+	up_read(&mm->mmap_lock);
+	return NULL;
 }
 
 /* Merge item's page into kpage, or (kpage NULL) make it node's KSM page;
@@ -174,13 +181,12 @@ static int try_to_merge_with_ksm_page(struct ksm *k, struct ksm_rmap_item *item,
 				      struct page *kpage, struct ksm_stable_node *node)
 {
 	struct sm_mm *mm = item->slot->mm;
-	struct vm_area_struct *vma;
-	int err = -EFAULT;
+	struct vm_area_struct *vma = lock_mergeable_vma(mm, item->address);
+	int err;
 
-	down_read(&mm->mmap_lock);
-	vma = find_mergeable_vma(mm, item->address);
-	if (vma)
-		err = kpage == page ? 0 : try_to_merge_one_page(vma, item->address, page, kpage, node);
+	if (!vma)
+		return -EFAULT;
+	err = kpage == page ? 0 : try_to_merge_one_page(vma, item->address, page, kpage, node);
 	if (!err) {
 		remove_rmap_item_from_tree(k, item);
 		stable_tree_append(k, item, kpage ? folio_stable_node(kpage) : node, vma->anon_vma);
@@ -212,13 +218,12 @@ static void try_to_merge_two_pages(struct ksm *k, struct sm_machine *m, struct k
 static int try_to_merge_with_zero(struct ksm_rmap_item *item, struct page *page)
 {
 	struct sm_mm *mm = item->slot->mm;
-	struct vm_area_struct *vma;
-	int err = -EFAULT;
+	struct vm_area_struct *vma = lock_mergeable_vma(mm, item->address);
+	int err;
 
-	down_read(&mm->mmap_lock);
-	vma = find_mergeable_vma(mm, item->address);
-	if (vma)
-		err = try_to_merge_with_zero_page(vma, item->address, page);
+	if (!vma)
+		return -EFAULT;
+	err = try_to_merge_with_zero_page(vma, item->address, page);
 	up_read(&mm->mmap_lock);
 	return err;
 }

@@ -214,3 +214,21 @@ static bool compare_records(const struct diff_step *h, const struct diff_step *s
 		return false;
 	return same_pages(h, s, lay, o) && same_pagemap(h, s, o);
 }
+
+void diff_log_report(const char *kind, const char *name, const char *host_log, const char *sm_log)
+{
+	const char *a = host_log, *b = sm_log;
+	unsigned line = 1;
+
+	while (*a && *a == *b) {
+		if (*a == '\n')
+			line++;
+		a++;
+		b++;
+	}
+	while (a > host_log && a[-1] != '\n')
+		a--, b--;
+	printf("FAIL %s %s, line %u:\n  host:   %.*s\n  softmm: %.*s\n", kind, name, line,
+	       (int)strcspn(a, "\n"), a, (int)strcspn(b, "\n"), b);
+	printf("--- host log ---\n%s--- softmm log ---\n%s", host_log, sm_log);
+}

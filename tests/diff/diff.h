@@ -267,4 +267,12 @@ void diff_run_vmpte_tests(struct diff_driver *d, const struct diff_opts *o,
  * this process, not through the fork server); counts passes and failures. */
 void diff_run_file_tests(const struct diff_opts *o, unsigned *passed, unsigned *failed);
 
+/* ksm.c: KSM merging against the host's ksmd (its knobs set for the test and
+ * put back); counts passes and failures (a host without KSM passes). */
+void diff_run_ksm_tests(const struct diff_opts *o, unsigned *passed, unsigned *failed);
+
+/* compare.c: print where two text logs of one scenario part, and both. */
+void diff_log_report(const char *kind, const char *name, const char *host_log,
+		     const char *sm_log);
+
 #endif

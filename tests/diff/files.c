@@ -681,24 +681,6 @@ static const struct file_scenario {
 
 /* ---------------------------------------------------------------- driver */
 
-static void report(const char *name, const struct side *h, const struct side *sm)
-{
-	const char *a = h->log, *b = sm->log;
-	unsigned line = 1;
-
-	while (*a && *a == *b) {
-		if (*a == '\n')
-			line++;
-		a++;
-		b++;
-	}
-	while (a > h->log && a[-1] != '\n')
-		a--, b--;
-	printf("FAIL file scenario %s, line %u:\n  host:   %.*s\n  softmm: %.*s\n", name, line,
-	       (int)strcspn(a, "\n"), a, (int)strcspn(b, "\n"), b);
-	printf("--- host log ---\n%s--- softmm log ---\n%s", h->log, sm->log);
-}
-
 void diff_run_file_tests(const struct diff_opts *o, unsigned *passed, unsigned *failed)
 {
 	static struct side host, sm;
@@ -742,7 +724,7 @@ void diff_run_file_tests(const struct diff_opts *o, unsigned *passed, unsigned *
 		if (o->verbose)
 			printf("%s", host.log);
 		if (strcmp(host.log, sm.log)) {
-			report(sc->name, &host, &sm);
+			diff_log_report("file scenario", sc->name, host.log, sm.log);
 			(*failed)++;
 		} else {
 			(*passed)++;

@@ -195,6 +195,7 @@ int main(int argc, char **argv)
 		diff_run_cow_tests(d, &o, &passed, &failed);
 		diff_run_vmpte_tests(d, &o, &passed, &failed);
 		diff_run_file_tests(&o, &passed, &failed);
+		diff_run_ksm_tests(&o, &passed, &failed);
 		run_sequences(d, &a, &passed, &failed);
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
