@@ -50,4 +50,12 @@ static inline void folio_ref_add(struct page *head, int refs)
 /* Drop refs references; at zero the folio lets go of its anon_vma and is freed. */
 void folio_put_refs(struct sm_machine *m, struct page *head, int refs);
 
+/* split.c: split the large anonymous folio of page, which the PTE at ptep
+ * (its lock held) maps at addr, into order-0 folios, when every PTE mapping
+ * it is in that table and the caller holds the only other reference (on the
+ * head; it moves to page). 0, or -EBUSY with the folio left whole. */
+struct vm_area_struct;
+int split_anon_folio_locked(struct vm_area_struct *vma, unsigned long addr, pte_t *ptep,
+			    struct page *page);
+
 #endif

@@ -350,7 +350,9 @@ void stable_tree_prune(struct ksm *k, struct sm_machine *m)
 		n = rb_next(n);
 		if (__atomic_load_n(&page->mapping, __ATOMIC_ACQUIRE) != stable_node_mapping(node)) {
 			remove_node_from_stable_tree(k, node);
-		} else if (page_mapcount(page) == 0) {
+		} else if (__atomic_load_n(&page->mapcount, __ATOMIC_ACQUIRE) == 0) {
+			/* Acquire: pairs with the release of the last unmapping,
+			 * which read page->mapping (zap) before letting go. */
 			__atomic_store_n(&page->mapping, NULL, __ATOMIC_RELEASE);
 			remove_node_from_stable_tree(k, node);
 			folio_put_refs(m, page, 1);
@@ -360,8 +362,7 @@ void stable_tree_prune(struct ksm *k, struct sm_machine *m)
 
 /* ---- the unstable tree ---- */
 
-/* The page an unstable item stands for, if it is still a mergeable one. */
-static struct page *get_mergeable_page(struct ksm_rmap_item *item)
+struct page *get_mergeable_page(struct ksm_rmap_item *item)
 {
 	struct sm_mm *mm = item->slot->mm;
 	struct vm_area_struct *vma;
@@ -372,7 +373,7 @@ static struct page *get_mergeable_page(struct ksm_rmap_item *item)
 	if (vma && ksm_vma_mergeable(vma) && vma->anon_vma)
 		page = ksm_follow_anon_page(vma, item->address);
 	if (page && folio_test_ksm(page)) {
-		folio_put_refs(mm->machine, page, 1);
+		ksm_put_page(mm->machine, page);
 		page = NULL;
 	}
 	up_read(&mm->mmap_lock);
@@ -393,7 +394,7 @@ struct ksm_rmap_item *unstable_tree_search_insert(struct ksm *k, struct sm_machi
 		if (!tree_page)
 			return NULL;   /* as Linux: give up on this page for this scan */
 		if (tree_page == page) {
-			folio_put_refs(m, tree_page, 1);
+			ksm_put_page(m, tree_page);
 			return NULL;
 		}
 		ret = ksm_memcmp_pages(m, page, tree_page);
@@ -401,7 +402,7 @@ struct ksm_rmap_item *unstable_tree_search_insert(struct ksm *k, struct sm_machi
 			*tree_pagep = tree_page;
 			return tree_item;
 		}
-		folio_put_refs(m, tree_page, 1);
+		ksm_put_page(m, tree_page);
 		parent = *link;
 		link = ret < 0 ? &parent->left : &parent->right;
 	}
