@@ -206,7 +206,6 @@ void free_rmap_item(struct ksm *k, struct ksm_rmap_item *item);
 void stable_tree_prune(struct ksm *k, struct sm_machine *m);
 /* Compare two pages' contents: <0, 0, >0. */
 int ksm_memcmp_pages(struct sm_machine *m, struct page *a, struct page *b);
-bool ksm_page_is_zero(struct sm_machine *m, struct page *p);
 uint32_t ksm_calc_checksum(struct sm_machine *m, struct page *p);
 /* rmap_walk_anon for a KSM page. Precondition: no lock held. */
 int rmap_walk_ksm(struct sm_machine *m, struct page *page,

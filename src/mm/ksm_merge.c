@@ -164,7 +164,7 @@ int try_to_merge_with_zero_page(struct vm_area_struct *vma, unsigned long addr, 
 		spin_unlock(ptl);
 		return -EBUSY;
 	}
-	if (!ksm_page_is_zero(m, page)) {
+	if (!page_is_zero_filled(m, page)) {
 		spin_unlock(ptl);
 		return -EFAULT;
 	}

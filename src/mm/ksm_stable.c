@@ -40,20 +40,6 @@
 
 /* ---- page contents ---- */
 
-/*
- * Guest CPUs may write a page while ksmd reads it (the comparison is only
- * trusted once the page is write-protected). Under ThreadSanitizer the
- * reads are relaxed atomics, as the guest's own accesses are (access.c).
- */
-static uint64_t load_word(const uint64_t *p)
-{
-#ifdef SM_TSAN
-	return __atomic_load_n(p, __ATOMIC_RELAXED);
-#else
-	return *p;
-#endif
-}
-
 int ksm_memcmp_pages(struct sm_machine *m, struct page *a, struct page *b)
 {
 	const uint64_t *pa = page_address(m, a), *pb = page_address(m, b);
@@ -62,23 +48,13 @@ int ksm_memcmp_pages(struct sm_machine *m, struct page *a, struct page *b)
 	return memcmp(pa, pb, PAGE_SIZE);
 #else
 	for (size_t i = 0; i < PAGE_SIZE / 8; i++) {
-		uint64_t x = load_word(pa + i), y = load_word(pb + i);
+		uint64_t x = frame_load_word(pa + i), y = frame_load_word(pb + i);
 
 		if (x != y)
 			return x < y ? -1 : 1;
 	}
 	return 0;
 #endif
-}
-
-bool ksm_page_is_zero(struct sm_machine *m, struct page *p)
-{
-	const uint64_t *w = page_address(m, p);
-
-	for (size_t i = 0; i < PAGE_SIZE / 8; i++)
-		if (load_word(w + i))
-			return false;
-	return true;
 }
 
 uint32_t ksm_calc_checksum(struct sm_machine *m, struct page *p)
@@ -88,7 +64,7 @@ uint32_t ksm_calc_checksum(struct sm_machine *m, struct page *p)
 	const uint64_t *w = page_address(m, p);
 
 	for (size_t i = 0; i < PAGE_SIZE / 8; i++)
-		copy[i] = load_word(w + i);
+		copy[i] = frame_load_word(w + i);
 	return (uint32_t)XXH64(copy, PAGE_SIZE, 0);
 #else
 	return (uint32_t)XXH64(page_address(m, p), PAGE_SIZE, 0);

@@ -12,13 +12,62 @@
  * get_page_unless_zero), so its struct pages are ours to rewrite. A folio
  * shared with a fork child, or held by someone else at the moment, is left
  * whole (-EBUSY) and KSM tries again on a later scan.
+ *
+ * As Linux since 6.12 does when it splits an anonymous folio, a page of it
+ * that holds only zeros is given back and its PTE maps the shared zero page
+ * instead (the host's KSM diff test shows it: a THP's untouched pages are
+ * not merged, they become the zero page).
  */
 #include <errno.h>
 #include "mm/folio.h"
 #include "mm/memory.h"
+#include "mm/mmu_gather.h"
 #include "mm/pgtable.h"
 #include "mm/rmap.h"
 #include "mm/vma.h"
+
+/*
+ * The pages of [first, first + nr) that hold only zeros go; the zero page is
+ * mapped in their place. Their PTEs are cleared and flushed first, so that
+ * no CPU writes while we look, and put back as they were for the others.
+ * Returns whether `page` was among them. Precondition: the PTE lock.
+ */
+static bool remap_zero_pages(struct vm_area_struct *vma, unsigned long start, pte_t *first,
+			     struct page *head, unsigned long nr, struct page *page)
+{
+	struct sm_mm *mm = vma->vm_mm;
+	struct sm_machine *m = mm->machine;
+	unsigned long head_pfn = page_to_pfn(m, head);
+	pte_t old[512], zero = pfn_pte(m->zero_pfn, vma->vm_page_prot | _PAGE_SPECIAL) & ~_PAGE_RW;
+	bool gone = false;
+
+	if (vma->vm_flags & VM_LOCKED)
+		return false;
+	for (unsigned long i = 0; i < nr; i++) {
+		pte_t pte = ptep_get(first + i);
+
+		old[i] = 0;
+		if (pte_present(pte) && !pte_special(pte) && pte_pfn(pte) == head_pfn + i)
+			old[i] = ptep_get_and_clear(first + i);
+	}
+	flush_tlb_range(mm, start, start + nr * PAGE_SIZE);
+	for (unsigned long i = 0; i < nr; i++) {
+		struct page *p = head + i;
+
+		if (!old[i])
+			continue;
+		if (!page_is_zero_filled(m, p)) {
+			set_pte(first + i, old[i]);
+			continue;
+		}
+		set_pte(first + i, zero);
+		folio_remove_rmap_ptes(p, p, 1);
+		add_mm_counter(mm, MM_ANONPAGES, -1);
+		folio_put_refs(m, p, 1);   /* the PTE's */
+		gone |= p == page;
+	}
+	return gone;
+}
 
 #define SPLIT_KEEP_FLAGS ((1u << PG_dirty) | (1u << PG_swapbacked) | (1u << PG_lazyfree))
 
@@ -37,6 +86,8 @@ int split_anon_folio_locked(struct vm_area_struct *vma, unsigned long addr, pte_
 
 	if (nr == 1)
 		return 0;
+	if (nr > 512)
+		return -EBUSY;   /* no folio larger than a PMD's worth */
 	if (!page_is_anon(head) || start < vma->vm_start || start + nr * PAGE_SIZE > vma->vm_end ||
 	    (start & PMD_MASK) != ((start + nr * PAGE_SIZE - 1) & PMD_MASK))
 		return -EBUSY;
@@ -88,5 +139,5 @@ int split_anon_folio_locked(struct vm_area_struct *vma, unsigned long addr, pte_
 		}
 	}
 	__atomic_fetch_add(&m->folios_split, 1, __ATOMIC_RELAXED);
-	return 0;
+	return remap_zero_pages(vma, start, first, head, nr, page) ? -EAGAIN : 0;
 }

@@ -526,6 +526,48 @@ static void test_large_folio_within(void **state)
 	env_free(&e);
 }
 
+/* Splitting a large folio gives back its pages that hold only zeros: they
+ * map the zero page, as on Linux since 6.12 (tests/diff/ksm.c shows the
+ * host doing it). */
+static void test_large_folio_zero_pages(void **state)
+{
+	struct env e = env_new(0);
+	const unsigned long at = 0x74000000;
+	struct sm_mm *mm = sm_mm_create(e.m);
+	struct sm_machine_stats ms0, ms1;
+	uint64_t zero_pfn;
+
+	(void)state;
+	assert_int_equal(sm_mmap(mm, at - 4096, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+				 -1, 0), (long)(at - 4096));
+	read_byte(&e, mm, at - 4096);
+	zero_pfn = pfn_at(mm, at - 4096);
+	map_thp(&e, mm, at, 0x44, true);
+	for (unsigned long i = 10; i < 20; i++)
+		fill_page(&e, mm, at + i * 4096, 0);
+	sm_machine_stats(e.m, &ms0);
+	merge(&e);
+	sm_machine_stats(e.m, &ms1);
+	assert_int_equal(ms1.folios_split - ms0.folios_split, 1);
+	assert_int_equal(ms1.free_frames - ms0.free_frames, 10);
+	for (unsigned long i = 0; i < 512; i++) {
+		if (i >= 10 && i < 20)
+			assert_int_equal(pfn_at(mm, at + i * 4096), zero_pfn);
+		else
+			assert_int_not_equal(pfn_at(mm, at + i * 4096), zero_pfn);
+	}
+	assert_int_equal(stats(&e).pages_shared, 0);
+	assert_int_equal(proc_field(mm, "status", "RssAnon:"), (512 - 10) * 4);
+	assert_int_equal(sm_mm_check(mm), 0);
+	/* A write to one of them faults a page in again. */
+	fill_page(&e, mm, at + 12 * 4096, 0x12);
+	assert_int_equal(read_byte(&e, mm, at + 12 * 4096 + 5), 0x12);
+	assert_int_equal(read_byte(&e, mm, at + 13 * 4096 + 5), 0);
+	assert_int_equal(sm_mm_check(mm), 0);
+	sm_mm_destroy(mm);
+	env_free(&e);
+}
+
 /* use_zero_pages: zero-filled pages map the zero page; unmerging gives each
  * a page of its own again. */
 static void test_zero_pages(void **state)
@@ -746,6 +788,7 @@ int main(void)
 		cmocka_unit_test(test_max_page_sharing),
 		cmocka_unit_test(test_large_folios),
 		cmocka_unit_test(test_large_folio_within),
+		cmocka_unit_test(test_large_folio_zero_pages),
 		cmocka_unit_test(test_zero_pages),
 		cmocka_unit_test(test_prot_none),
 		cmocka_unit_test(test_fork),
