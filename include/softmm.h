@@ -183,8 +183,10 @@ void sm_flusher_stats(struct sm_machine *m, struct sm_flusher_stats *st);
  * ksmd is a thread per machine, started by run = 1. A write to a KSM page
  * copies it, or reuses it in place when this PTE is its only mapping (Linux
  * 5.1-5.8's reuse_ksm_page; SM_CFG_NO_KSM_REUSE turns that off).
- * Differences from Linux: large folios are never merged (nor split); no
- * NUMA (merge_across_nodes) and no advisor.
+ * A page of a large folio merges after the folio is split into pages, as in
+ * Linux (machine stat folios_split). Differences from Linux: a large folio
+ * that a fork child maps too is not split (its pages merge once only one mm
+ * maps it); no NUMA (merge_across_nodes) and no advisor.
  */
 long sm_mm_set_ksm_merge_any(struct sm_mm *mm, int enable);
 /* The knobs of /sys/kernel/mm/ksm. run: 0 stop, 1 run ksmd, 2 unmerge all and stop. */
@@ -233,6 +235,7 @@ struct sm_machine_stats {
 	uint64_t tlb_local_flushes; /* flushes handled on the calling CPU alone */
 	/* KSM (issue 7) */
 	uint64_t cow_bytes_copied;  /* bytes copied by copy-on-write faults */
+	uint64_t folios_split;      /* large folios split into pages (for KSM) */
 	/* munmap (issue 4): its zap runs under the read lock and lets a queued
 	 * writer in between PTE tables, keeping the range reserved meanwhile. */
 	uint64_t munmap_lock_drops;     /* times a zap let the mmap_lock go for a writer */

@@ -36,3 +36,13 @@ void folio_put_refs(struct sm_machine *m, struct page *head, int refs)
 	head->mapping = NULL;
 	free_pages(m, head, order);
 }
+
+bool page_is_zero_filled(struct sm_machine *m, struct page *p)
+{
+	const uint64_t *w = page_address(m, p);
+
+	for (size_t i = 0; i < PAGE_SIZE / 8; i++)
+		if (frame_load_word(w + i))
+			return false;
+	return true;
+}

@@ -50,4 +50,32 @@ static inline void folio_ref_add(struct page *head, int refs)
 /* Drop refs references; at zero the folio lets go of its anon_vma and is freed. */
 void folio_put_refs(struct sm_machine *m, struct page *head, int refs);
 
+/*
+ * Guest CPUs may write a frame while the VM reads it (KSM's checksums and
+ * comparisons are trusted only once the page is write-protected). Under
+ * ThreadSanitizer the reads are relaxed atomics, as the guest's own
+ * accesses are (access.c).
+ */
+static inline uint64_t frame_load_word(const uint64_t *p)
+{
+#ifdef SM_TSAN
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+#else
+	return *p;
+#endif
+}
+
+/* Whether a page holds only zero bytes. */
+bool page_is_zero_filled(struct sm_machine *m, struct page *p);
+
+/* split.c: split the large anonymous folio of page, which the PTE at ptep
+ * (its lock held) maps at addr, into order-0 folios, when every PTE mapping
+ * it is in that table and the caller holds the only other reference (on the
+ * head; it moves to page). Pages holding only zeros are replaced by the zero
+ * page. 0; -EAGAIN when page itself was (split, and no longer mapped: the
+ * caller's reference is all that holds it); -EBUSY with the folio whole. */
+struct vm_area_struct;
+int split_anon_folio_locked(struct vm_area_struct *vma, unsigned long addr, pte_t *ptep,
+			    struct page *page);
+
 #endif

@@ -39,13 +39,18 @@
  * Page-level state (PTEs, mapcounts, refcounts, page->mapping of a KSM page)
  * changes under the PTE lock of the mapping PTE, as everywhere else.
  *
- * Large folios are never merged (ksmd skips them; it does not split them).
+ * Pages of large anonymous folios are scanned like any other (a reference
+ * on the folio's head stands for each; ksm_put_page drops it), and the
+ * folio is split when one of its pages merges, as in Linux; a folio that
+ * cannot be split that simply (mapped by a fork child too, see split.c)
+ * waits for a later scan.
  */
 #ifndef SM_MM_KSM_H
 #define SM_MM_KSM_H
 
 #include <pthread.h>
 #include "base/rbtree.h"
+#include "mm/folio.h"
 #include "mm/mm_types.h"
 #include "mm/rmap.h"
 
@@ -122,6 +127,13 @@ struct ksm {
 	uint64_t full_scans, pages_scanned, pages_reused, pages_skipped;
 };
 
+/* Drop the reference ksmd took on a page it looked at: on its folio's head,
+ * which is the page itself once a split made it a folio of its own. */
+static inline void ksm_put_page(struct sm_machine *m, struct page *page)
+{
+	folio_put_refs(m, page_head(m, page), 1);
+}
+
 /* Counters change under ksm->mutex but are read without it. */
 static inline void ksm_count(long *counter, long delta)
 {
@@ -182,6 +194,9 @@ void stable_tree_append(struct ksm *k, struct ksm_rmap_item *item, struct ksm_st
 			struct anon_vma *av);
 /* The node's page with a reference, or NULL when the node is stale (then erased). */
 struct page *get_ksm_page(struct ksm *k, struct sm_machine *m, struct ksm_stable_node *node);
+/* The page an unstable item stands for, referenced, if it is still a
+ * mergeable one; NULL if not. */
+struct page *get_mergeable_page(struct ksm_rmap_item *item);
 struct ksm_rmap_item *unstable_tree_search_insert(struct ksm *k, struct sm_machine *m,
 						  struct ksm_rmap_item *item, struct page *page,
 						  struct page **tree_page);
@@ -191,15 +206,14 @@ void free_rmap_item(struct ksm *k, struct ksm_rmap_item *item);
 void stable_tree_prune(struct ksm *k, struct sm_machine *m);
 /* Compare two pages' contents: <0, 0, >0. */
 int ksm_memcmp_pages(struct sm_machine *m, struct page *a, struct page *b);
-bool ksm_page_is_zero(struct sm_machine *m, struct page *p);
 uint32_t ksm_calc_checksum(struct sm_machine *m, struct page *p);
 /* rmap_walk_anon for a KSM page. Precondition: no lock held. */
 int rmap_walk_ksm(struct sm_machine *m, struct page *page,
 		  bool (*fn)(const struct rmap_hit *hit, void *arg), void *arg);
 
 /* ksm_merge.c */
-/* The order-0, non-KSM anon page at addr with a reference, or NULL.
- * Precondition: mmap_lock read. */
+/* The anon page at addr (a page of a large folio too) with a reference on
+ * its folio (ksm_put_page drops it), or NULL. Precondition: mmap_lock read. */
 struct page *ksm_follow_anon_page(struct vm_area_struct *vma, unsigned long addr);
 /* Merge page, mapped at addr in vma: write-protect it, compare, and map
  * kpage instead; or, kpage NULL, make page itself the KSM page of `node`

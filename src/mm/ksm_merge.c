@@ -37,9 +37,8 @@ struct page *ksm_follow_anon_page(struct vm_area_struct *vma, unsigned long addr
 	pte = ptep_get(ptep);
 	if (pte_present(pte) && !pte_special(pte)) {
 		p = vm_normal_page(mm, pte);
-		/* Large folios are skipped, not split. */
-		if (!test_bit_flag(p, PG_head) && !test_bit_flag(p, PG_tail) && page_is_anon(p)) {
-			get_page(p);
+		if (page_is_anon(page_head(mm->machine, p))) {
+			get_page(page_head(mm->machine, p));
 			page = p;
 		}
 	}
@@ -110,6 +109,11 @@ int try_to_merge_one_page(struct vm_area_struct *vma, unsigned long addr, struct
 
 	if (!ptep)
 		return -EFAULT;
+	/* A page of a large folio merges alone: the folio is split first. */
+	if (split_anon_folio_locked(vma, addr, ptep, page)) {
+		spin_unlock(ptl);
+		return -EBUSY;
+	}
 	if (!kpage && page_mapcount(page) != 1) {
 		spin_unlock(ptl);
 		return -EBUSY;
@@ -155,11 +159,12 @@ int try_to_merge_with_zero_page(struct vm_area_struct *vma, unsigned long addr, 
 
 	if (!ptep)
 		return -EFAULT;
-	if (write_protect_page(vma, addr, ptep, page) < 0) {
+	if (split_anon_folio_locked(vma, addr, ptep, page) ||
+	    write_protect_page(vma, addr, ptep, page) < 0) {
 		spin_unlock(ptl);
 		return -EBUSY;
 	}
-	if (!ksm_page_is_zero(m, page)) {
+	if (!page_is_zero_filled(m, page)) {
 		spin_unlock(ptl);
 		return -EFAULT;
 	}

@@ -40,20 +40,6 @@
 
 /* ---- page contents ---- */
 
-/*
- * Guest CPUs may write a page while ksmd reads it (the comparison is only
- * trusted once the page is write-protected). Under ThreadSanitizer the
- * reads are relaxed atomics, as the guest's own accesses are (access.c).
- */
-static uint64_t load_word(const uint64_t *p)
-{
-#ifdef SM_TSAN
-	return __atomic_load_n(p, __ATOMIC_RELAXED);
-#else
-	return *p;
-#endif
-}
-
 int ksm_memcmp_pages(struct sm_machine *m, struct page *a, struct page *b)
 {
 	const uint64_t *pa = page_address(m, a), *pb = page_address(m, b);
@@ -62,23 +48,13 @@ int ksm_memcmp_pages(struct sm_machine *m, struct page *a, struct page *b)
 	return memcmp(pa, pb, PAGE_SIZE);
 #else
 	for (size_t i = 0; i < PAGE_SIZE / 8; i++) {
-		uint64_t x = load_word(pa + i), y = load_word(pb + i);
+		uint64_t x = frame_load_word(pa + i), y = frame_load_word(pb + i);
 
 		if (x != y)
 			return x < y ? -1 : 1;
 	}
 	return 0;
 #endif
-}
-
-bool ksm_page_is_zero(struct sm_machine *m, struct page *p)
-{
-	const uint64_t *w = page_address(m, p);
-
-	for (size_t i = 0; i < PAGE_SIZE / 8; i++)
-		if (load_word(w + i))
-			return false;
-	return true;
 }
 
 uint32_t ksm_calc_checksum(struct sm_machine *m, struct page *p)
@@ -88,7 +64,7 @@ uint32_t ksm_calc_checksum(struct sm_machine *m, struct page *p)
 	const uint64_t *w = page_address(m, p);
 
 	for (size_t i = 0; i < PAGE_SIZE / 8; i++)
-		copy[i] = load_word(w + i);
+		copy[i] = frame_load_word(w + i);
 	return (uint32_t)XXH64(copy, PAGE_SIZE, 0);
 #else
 	return (uint32_t)XXH64(page_address(m, p), PAGE_SIZE, 0);
@@ -350,7 +326,9 @@ void stable_tree_prune(struct ksm *k, struct sm_machine *m)
 		n = rb_next(n);
 		if (__atomic_load_n(&page->mapping, __ATOMIC_ACQUIRE) != stable_node_mapping(node)) {
 			remove_node_from_stable_tree(k, node);
-		} else if (page_mapcount(page) == 0) {
+		} else if (__atomic_load_n(&page->mapcount, __ATOMIC_ACQUIRE) == 0) {
+			/* Acquire: pairs with the release of the last unmapping,
+			 * which read page->mapping (zap) before letting go. */
 			__atomic_store_n(&page->mapping, NULL, __ATOMIC_RELEASE);
 			remove_node_from_stable_tree(k, node);
 			folio_put_refs(m, page, 1);
@@ -360,8 +338,7 @@ void stable_tree_prune(struct ksm *k, struct sm_machine *m)
 
 /* ---- the unstable tree ---- */
 
-/* The page an unstable item stands for, if it is still a mergeable one. */
-static struct page *get_mergeable_page(struct ksm_rmap_item *item)
+struct page *get_mergeable_page(struct ksm_rmap_item *item)
 {
 	struct sm_mm *mm = item->slot->mm;
 	struct vm_area_struct *vma;
@@ -372,7 +349,7 @@ static struct page *get_mergeable_page(struct ksm_rmap_item *item)
 	if (vma && ksm_vma_mergeable(vma) && vma->anon_vma)
 		page = ksm_follow_anon_page(vma, item->address);
 	if (page && folio_test_ksm(page)) {
-		folio_put_refs(mm->machine, page, 1);
+		ksm_put_page(mm->machine, page);
 		page = NULL;
 	}
 	up_read(&mm->mmap_lock);
@@ -393,7 +370,7 @@ struct ksm_rmap_item *unstable_tree_search_insert(struct ksm *k, struct sm_machi
 		if (!tree_page)
 			return NULL;   /* as Linux: give up on this page for this scan */
 		if (tree_page == page) {
-			folio_put_refs(m, tree_page, 1);
+			ksm_put_page(m, tree_page);
 			return NULL;
 		}
 		ret = ksm_memcmp_pages(m, page, tree_page);
@@ -401,7 +378,7 @@ struct ksm_rmap_item *unstable_tree_search_insert(struct ksm *k, struct sm_machi
 			*tree_pagep = tree_page;
 			return tree_item;
 		}
-		folio_put_refs(m, tree_page, 1);
+		ksm_put_page(m, tree_page);
 		parent = *link;
 		link = ret < 0 ? &parent->left : &parent->right;
 	}

@@ -104,7 +104,7 @@ static struct page *scan_slot(struct ksm *k, struct ksm_mm_slot *slot, struct ks
 				*itemp = get_next_rmap_item(k, slot, addr);
 				k->cur_address = addr + PAGE_SIZE;
 				if (!*itemp) {
-					folio_put_refs(mm->machine, page, 1);
+					ksm_put_page(mm->machine, page);
 					page = NULL;
 				}
 				goto out;
@@ -195,24 +195,37 @@ static int try_to_merge_with_ksm_page(struct ksm *k, struct ksm_rmap_item *item,
 	return err;
 }
 
+/* Consumes the reference on tree_page. */
 static void try_to_merge_two_pages(struct ksm *k, struct sm_machine *m, struct ksm_rmap_item *item,
 				   struct page *page, struct ksm_rmap_item *tree_item,
 				   struct page *tree_page)
 {
 	struct ksm_stable_node *node = calloc(1, sizeof(*node));
 
+	/* Two pages of one large folio (a zero-filled THP, say): splitting it
+	 * for the first must find only that page's reference on the folio. */
+	if (page_head(m, page) == page_head(m, tree_page)) {
+		ksm_put_page(m, tree_page);
+		tree_page = NULL;
+	}
 	if (!node)
-		return;
+		goto out;
 	INIT_LIST_HEAD(&node->hlist);
 	if (try_to_merge_with_ksm_page(k, item, page, NULL, node)) {
 		free(node);
-		return;
+		goto out;
 	}
 	stable_tree_insert(k, m, node, page);
+	if (!tree_page)
+		tree_page = get_mergeable_page(tree_item);
 	/* Should the other page have changed meanwhile, this one stays a KSM
 	 * page of one mapping, for a later page to merge with (Linux would
 	 * unmerge it again). */
-	try_to_merge_with_ksm_page(k, tree_item, tree_page, page, NULL);
+	if (tree_page)
+		try_to_merge_with_ksm_page(k, tree_item, tree_page, page, NULL);
+out:
+	if (tree_page)
+		ksm_put_page(m, tree_page);
 }
 
 static int try_to_merge_with_zero(struct ksm_rmap_item *item, struct page *page)
@@ -255,10 +268,8 @@ static void cmp_and_merge_page(struct ksm *k, struct sm_machine *m, struct ksm_r
 	    !try_to_merge_with_zero(item, page))
 		return;
 	tree_item = unstable_tree_search_insert(k, m, item, page, &tree_page);
-	if (tree_item) {
+	if (tree_item)
 		try_to_merge_two_pages(k, m, item, page, tree_item, tree_page);
-		folio_put_refs(m, tree_page, 1);
-	}
 }
 
 long ksm_do_scan(struct ksm *k, struct sm_machine *m, unsigned long nr)
@@ -272,7 +283,7 @@ long ksm_do_scan(struct ksm *k, struct sm_machine *m, unsigned long nr)
 		if (!page)
 			break;
 		cmp_and_merge_page(k, m, item, page);
-		folio_put_refs(m, page, 1);
+		ksm_put_page(m, page);
 		__atomic_fetch_add(&k->pages_scanned, 1, __ATOMIC_RELAXED);
 		done++;
 	}

@@ -267,6 +267,7 @@ void sm_machine_stats(struct sm_machine *m, struct sm_machine_stats *st)
 	st->tlb_shootdowns = __atomic_load_n(&m->cpus.shootdowns, __ATOMIC_RELAXED);
 	st->tlb_local_flushes = __atomic_load_n(&m->cpus.local_flushes, __ATOMIC_RELAXED);
 	st->cow_bytes_copied = __atomic_load_n(&m->cow_bytes_copied, __ATOMIC_RELAXED);
+	st->folios_split = __atomic_load_n(&m->folios_split, __ATOMIC_RELAXED);
 	st->munmap_lock_drops = __atomic_load_n(&m->munmap_lock_drops, __ATOMIC_RELAXED);
 	st->munmap_reserve_waits = __atomic_load_n(&m->munmap_reserve_waits, __ATOMIC_RELAXED);
 	st->pt_zap_freed = __atomic_load_n(&m->pt_zap_freed, __ATOMIC_RELAXED);

@@ -344,6 +344,7 @@ struct sm_machine {
 	/* KSM */
 	struct ksm *ksm;                 /* immutable pointer (ksm.h) */
 	uint64_t cow_bytes_copied;       /* atomic */
+	uint64_t folios_split;           /* atomic */
 	/* File mappings (filemap.c, writeback.c). */
 	bool delay_rmap;                 /* immutable: !SM_CFG_NO_DELAY_RMAP */
 	struct file_cache files;

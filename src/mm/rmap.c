@@ -215,7 +215,9 @@ void folio_add_new_anon_rmap(struct page *head, struct vm_area_struct *vma, unsi
 static void mapcounts_add(struct page *head, struct page *page, int nr, int delta)
 {
 	if (!folio_order(head)) {
-		int left = __atomic_add_fetch(&page->mapcount, delta, __ATOMIC_RELAXED);
+		/* Release: whoever sees the count drop (KSM's prune) also sees
+		 * that we are done looking at the page. */
+		int left = __atomic_add_fetch(&page->mapcount, delta, __ATOMIC_ACQ_REL);
 
 		SM_ASSERT(left >= 0, "mapcount underflow");
 		return;

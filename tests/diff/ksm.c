@@ -29,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <softmm.h>
@@ -319,17 +320,24 @@ static void snapshot(struct kside *s, const char *label)
 		klog(s, "sm_mm_check failed\n");
 }
 
-static void map_and_fill(struct kside *s)
+/* npages at KSM_BASE (2 MiB aligned), huge: MADV_HUGEPAGE (else
+ * NOHUGEPAGE), then the groups' contents written. */
+static void map_and_fill_n(struct kside *s, unsigned long npages, bool huge)
 {
-	long r = s->host ? (long)mmap((void *)KSM_BASE, NPAGES * KPG, PROT_READ | PROT_WRITE,
+	long r = s->host ? (long)mmap((void *)KSM_BASE, npages * KPG, PROT_READ | PROT_WRITE,
 				      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
-			 : sm_mmap(s->mm, KSM_BASE, NPAGES * KPG, PROT_READ | PROT_WRITE,
+			 : sm_mmap(s->mm, KSM_BASE, npages * KPG, PROT_READ | PROT_WRITE,
 				   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 
 	klog(s, "mmap -> %s\n", r == (long)KSM_BASE ? "ok" : "failed");
-	kmadvise(s, 0, NPAGES, MADV_NOHUGEPAGE);
+	kmadvise(s, 0, npages, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 	for (unsigned long p = 0; p < ZERO + NZERO; p++)
 		kwrite(s, p, word_of(p));
+}
+
+static void map_and_fill(struct kside *s)
+{
+	map_and_fill_n(s, NPAGES, false);
 }
 
 /* ---------------------------------------------------------------- scenarios */
@@ -413,6 +421,21 @@ static void fork_merged(struct kside *s)
 	kmunmap(s, 0, NPAGES);
 }
 
+/* A 2 MiB MADV_HUGEPAGE region: on the host a PMD-mapped THP, here a
+ * PTE-mapped 2 MiB folio; both are split when its pages merge, and the
+ * 152 pages never written are zero-filled pages like the 20 written ones. */
+static void thp_merged(struct kside *s)
+{
+	map_and_fill_n(s, 512, true);
+	kmadvise(s, 0, 512, MADV_MERGEABLE);
+	kmerge(s);
+	snapshot(s, "huge region merged");
+	kwrite(s, SAME + 7, 0x91);
+	kmadvise(s, PAIRS, 2, MADV_UNMERGEABLE);
+	snapshot(s, "written, a pair unmerged");
+	kmunmap(s, 0, 512);
+}
+
 static const struct ksm_scenario {
 	const char *name;
 	void (*run)(struct kside *s);
@@ -421,6 +444,7 @@ static const struct ksm_scenario {
 	{ "ksm_merge_write_unmerge", merge_write_unmerge, false },
 	{ "ksm_zero_pages", zero_pages, true },
 	{ "ksm_fork_merged", fork_merged, false },
+	{ "ksm_thp_merged", thp_merged, false },
 };
 
 /* ---------------------------------------------------------------- driver */
@@ -443,7 +467,7 @@ static void run_host(const struct ksm_scenario *sc, struct kside *h)
 	h->len = strlen(h->log);
 }
 
-void diff_run_ksm_tests(const struct diff_opts *o, unsigned *passed, unsigned *failed)
+static void run_ksm_tests(const struct diff_opts *o, unsigned *passed, unsigned *failed)
 {
 	long saved[NR_KNOBS];
 	struct kside host = { .host = true }, sm = { 0 };
@@ -531,4 +555,18 @@ void diff_run_ksm_tests(const struct diff_opts *o, unsigned *passed, unsigned *f
 			knob_write(k, saved[k]);
 	munmap(host.log, LOG_CAP);
 	free(sm.log);
+}
+
+/* The host's ksmd and its knobs are one for the whole machine: another
+ * diff_test or `softmm bench ksm` running now would turn it off under us, or
+ * save our settings as the ones to put back. They take this lock too. */
+void diff_run_ksm_tests(const struct diff_opts *o, unsigned *passed, unsigned *failed)
+{
+	int lock = open(HOST_KSM_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+
+	if (lock >= 0)
+		flock(lock, LOCK_EX);
+	run_ksm_tests(o, passed, failed);
+	if (lock >= 0)
+		close(lock);
 }

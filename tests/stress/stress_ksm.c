@@ -16,7 +16,9 @@
  * The seed is printed (argv[1] or SOFTMM_SEED replays it); half the seeds
  * turn the reuse of KSM pages off, and half set max_page_sharing to 4, so
  * that each common pattern has dozens of KSM pages (a stable node chain)
- * filling and emptying. SOFTMM_SOAK=1 runs a minute.
+ * filling and emptying, and half back the regions with large folios (16
+ * and 64 KiB), which ksmd splits as their pages merge. SOFTMM_SOAK=1 runs a
+ * minute.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -145,6 +147,20 @@ static void *writer_main(void *arg)
 			}
 			w->shadow[p] = want;
 			atomic_fetch_add(&writes, 1);
+		} else if ((seed & 4) && dice == 997) {
+			/* Drop a 64 KiB block and write it back as it was: it
+			 * faults in as a new large folio for ksmd to split. */
+			unsigned first = p & ~15u;
+
+			if (first + 16 <= PAGES &&
+			    sm_madvise(mms[w->serial - 1], BASE + first * ST_PAGE_SIZE, 16 * ST_PAGE_SIZE,
+				       MADV_DONTNEED))
+				atomic_fetch_add(&bad, 1);
+			for (unsigned q = first; q < first + 16 && q < PAGES; q++) {
+				fill(buf, w->shadow[q]);
+				if (sm_write(c, BASE + q * ST_PAGE_SIZE, buf, ST_PAGE_SIZE))
+					atomic_fetch_add(&bad, 1);
+			}
 		} else if (dice < 998) {
 			if (sm_read(c, addr, buf, ST_PAGE_SIZE))
 				atomic_fetch_add(&bad, 1);
@@ -218,8 +234,13 @@ int main(int argc, char **argv)
 		mcfg.flags |= SM_CFG_NO_KSM_REUSE;
 	if (seed & 2)
 		kcfg.max_page_sharing = 4;
-	printf("stress_ksm: seed %" PRIu64 ", %.0f s, reuse %s, max_page_sharing %u\n", seed, budget,
-	       seed & 1 ? "off" : "on", kcfg.max_page_sharing ? kcfg.max_page_sharing : 256);
+	if (seed & 4) {
+		mcfg.flags |= SM_CFG_ANON_ORDERS;
+		mcfg.anon_orders_madvise = 1u << 2 | 1u << 4;
+	}
+	printf("stress_ksm: seed %" PRIu64 ", %.0f s, reuse %s, max_page_sharing %u, %s folios\n",
+	       seed, budget, seed & 1 ? "off" : "on", kcfg.max_page_sharing ? kcfg.max_page_sharing : 256,
+	       seed & 4 ? "large" : "small");
 	m = sm_machine_create(&mcfg);
 	sm_machine_stats(m, &ms0);
 	c = sm_cpu_create(m);
@@ -228,7 +249,8 @@ int main(int argc, char **argv)
 		writers[i].serial = i + 1;
 		if (sm_mmap(mms[i], BASE, PAGES * ST_PAGE_SIZE, PROT_READ | PROT_WRITE,
 			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != (long)BASE ||
-		    sm_madvise(mms[i], BASE, PAGES * ST_PAGE_SIZE, MADV_MERGEABLE))
+		    sm_madvise(mms[i], BASE, PAGES * ST_PAGE_SIZE, MADV_MERGEABLE) ||
+		    ((seed & 4) && sm_madvise(mms[i], BASE, PAGES * ST_PAGE_SIZE, MADV_HUGEPAGE)))
 			return 2;
 		sm_cpu_switch_mm(c, mms[i]);
 		for (unsigned p = 0; p < PAGES; p++) {
@@ -257,6 +279,8 @@ int main(int argc, char **argv)
 	       atomic_load(&writes), atomic_load(&reads), atomic_load(&forks), ks.full_scans,
 	       ks.pages_scanned, ks.pages_shared, ks.pages_sharing, ks.pages_reused,
 	       ks.stable_node_chains);
+	sm_machine_stats(m, &ms1);
+	printf("%" PRIu64 " large folios split\n", ms1.folios_split);
 	st_result(&t, atomic_load(&bad) == 0, "no write lost, none seen in another mm (%ld bad)",
 		  atomic_load(&bad));
 	st_result(&t, ks.full_scans >= 1, "ksmd completed full scans");

@@ -421,6 +421,153 @@ static void test_max_page_sharing(void **state)
 	env_free(&e);
 }
 
+/* A 2 MiB region of MADV_HUGEPAGE memory: one large folio, every page
+ * filled with `fill`, and with distinct, its index at offset 100. */
+static void map_thp(struct env *e, struct sm_mm *mm, unsigned long at, int fill, bool distinct)
+{
+	assert_int_equal(sm_mmap(mm, at, 2ul << 20, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), (long)at);
+	assert_int_equal(sm_madvise(mm, at, 2ul << 20, MADV_HUGEPAGE), 0);
+	for (unsigned long i = 0; i < 512; i++) {
+		uint16_t idx = (uint16_t)i;
+
+		fill_page(e, mm, at + i * 4096, (unsigned char)fill);
+		if (distinct)
+			assert_int_equal(sm_write(e->c, at + i * 4096 + 100, &idx, sizeof(idx)), 0);
+		/* One folio: the frames follow each other. */
+		assert_int_equal(pfn_at(mm, at + i * 4096), pfn_at(mm, at) + i);
+	}
+	assert_int_equal(sm_madvise(mm, at, 2ul << 20, MADV_MERGEABLE), 0);
+}
+
+/* Pages of large folios merge: the folio is split first, as in Linux, and
+ * only when a page of it merges. A folio a fork child maps too is left
+ * whole until the child is gone. */
+static void test_large_folios(void **state)
+{
+	struct env e = env_new(0);
+	const unsigned long at = 0x70000000;   /* 2 MiB aligned */
+	struct sm_machine_stats ms0, ms1, start;
+	struct sm_mm *a, *b, *unique, *child;
+
+	(void)state;
+	sm_machine_stats(e.m, &start);
+	a = sm_mm_create(e.m);
+	b = sm_mm_create(e.m);
+	unique = sm_mm_create(e.m);
+	map_thp(&e, a, at, 0x11, true);
+	map_thp(&e, b, at, 0x11, true);
+	map_thp(&e, unique, at, 0x80, true);
+	/* b's folio is mapped by a fork child too: it cannot be split yet. */
+	assert_int_equal(sm_fork(b, &child), 0);
+	sm_machine_stats(e.m, &ms0);
+	merge(&e);
+	sm_machine_stats(e.m, &ms1);
+	assert_int_equal(ms1.folios_split - ms0.folios_split, 0);
+	assert_int_equal(stats(&e).pages_shared, 0);
+	sm_mm_destroy(child);
+	merge(&e);
+	sm_machine_stats(e.m, &ms1);
+	assert_int_equal(ms1.folios_split - ms0.folios_split, 2);   /* a's and b's, not unique's */
+	for (unsigned long i = 0; i < 512; i++) {
+		uint64_t pfn = pfn_at(a, at + i * 4096);
+		uint16_t idx = 0;
+
+		assert_int_equal(pfn_at(b, at + i * 4096), pfn);
+		assert_true(folio_test_ksm(pfn_to_page(e.m, pfn)));
+		sm_cpu_switch_mm(e.c, b);
+		assert_int_equal(sm_read(e.c, at + i * 4096 + 100, &idx, sizeof(idx)), 0);
+		assert_int_equal(idx, i);
+		assert_int_equal(pfn_at(unique, at + i * 4096), pfn_at(unique, at) + i);
+	}
+	assert_int_equal(stats(&e).pages_shared, 512);
+	assert_int_equal(stats(&e).pages_sharing, 512);
+	assert_int_equal(sm_mm_check(a), 0);
+	assert_int_equal(sm_mm_check(b), 0);
+	assert_int_equal(sm_mm_check(unique), 0);
+	/* A write copies and stays in its mm. */
+	fill_page(&e, a, at + 5 * 4096, 0xee);
+	assert_int_equal(read_byte(&e, b, at + 5 * 4096), 0x11);
+	assert_int_equal(sm_mm_check(a), 0);
+	sm_mm_destroy(a);
+	sm_mm_destroy(b);
+	sm_mm_destroy(unique);
+	assert_true(sm_ksm_scan(e.m, 1) >= 0);
+	assert_int_equal(stats(&e).pages_shared, 0);
+	sm_machine_stats(e.m, &ms1);
+	assert_int_equal(ms1.free_frames, start.free_frames);
+	env_free(&e);
+}
+
+/* An all-alike large folio: its own pages are each other's duplicates. */
+static void test_large_folio_within(void **state)
+{
+	struct env e = env_new(0);
+	const unsigned long at = 0x72000000;
+	struct sm_mm *mm = sm_mm_create(e.m);
+	struct sm_machine_stats ms0, ms1;
+
+	(void)state;
+	sm_machine_stats(e.m, &ms0);
+	map_thp(&e, mm, at, 0x33, false);
+	merge(&e);
+	sm_machine_stats(e.m, &ms1);
+	assert_int_equal(ms1.folios_split - ms0.folios_split, 1);
+	/* Two KSM pages of max_page_sharing (256) mappings each. */
+	assert_int_equal(stats(&e).pages_shared, 2);
+	assert_int_equal(stats(&e).pages_sharing, 510);
+	assert_int_equal(stats(&e).stable_node_chains, 1);
+	assert_int_equal(proc_field(mm, "smaps_rollup", "KSM:"), 2048);
+	assert_int_equal(proc_field(mm, "smaps_rollup", "Rss:"), 2048);
+	assert_int_equal(sm_mm_check(mm), 0);
+	for (unsigned long i = 0; i < 512; i += 37)
+		assert_int_equal(read_byte(&e, mm, at + i * 4096 + 1), 0x33);
+	sm_mm_destroy(mm);
+	env_free(&e);
+}
+
+/* Splitting a large folio gives back its pages that hold only zeros: they
+ * map the zero page, as on Linux since 6.12 (tests/diff/ksm.c shows the
+ * host doing it). */
+static void test_large_folio_zero_pages(void **state)
+{
+	struct env e = env_new(0);
+	const unsigned long at = 0x74000000;
+	struct sm_mm *mm = sm_mm_create(e.m);
+	struct sm_machine_stats ms0, ms1;
+	uint64_t zero_pfn;
+
+	(void)state;
+	assert_int_equal(sm_mmap(mm, at - 4096, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+				 -1, 0), (long)(at - 4096));
+	read_byte(&e, mm, at - 4096);
+	zero_pfn = pfn_at(mm, at - 4096);
+	map_thp(&e, mm, at, 0x44, true);
+	for (unsigned long i = 10; i < 20; i++)
+		fill_page(&e, mm, at + i * 4096, 0);
+	sm_machine_stats(e.m, &ms0);
+	merge(&e);
+	sm_machine_stats(e.m, &ms1);
+	assert_int_equal(ms1.folios_split - ms0.folios_split, 1);
+	assert_int_equal(ms1.free_frames - ms0.free_frames, 10);
+	for (unsigned long i = 0; i < 512; i++) {
+		if (i >= 10 && i < 20)
+			assert_int_equal(pfn_at(mm, at + i * 4096), zero_pfn);
+		else
+			assert_int_not_equal(pfn_at(mm, at + i * 4096), zero_pfn);
+	}
+	assert_int_equal(stats(&e).pages_shared, 0);
+	assert_int_equal(proc_field(mm, "status", "RssAnon:"), (512 - 10) * 4);
+	assert_int_equal(sm_mm_check(mm), 0);
+	/* A write to one of them faults a page in again. */
+	fill_page(&e, mm, at + 12 * 4096, 0x12);
+	assert_int_equal(read_byte(&e, mm, at + 12 * 4096 + 5), 0x12);
+	assert_int_equal(read_byte(&e, mm, at + 13 * 4096 + 5), 0);
+	assert_int_equal(sm_mm_check(mm), 0);
+	sm_mm_destroy(mm);
+	env_free(&e);
+}
+
 /* use_zero_pages: zero-filled pages map the zero page; unmerging gives each
  * a page of its own again. */
 static void test_zero_pages(void **state)
@@ -639,6 +786,9 @@ int main(void)
 		cmocka_unit_test(test_unmerge),
 		cmocka_unit_test(test_mremap),
 		cmocka_unit_test(test_max_page_sharing),
+		cmocka_unit_test(test_large_folios),
+		cmocka_unit_test(test_large_folio_within),
+		cmocka_unit_test(test_large_folio_zero_pages),
 		cmocka_unit_test(test_zero_pages),
 		cmocka_unit_test(test_prot_none),
 		cmocka_unit_test(test_fork),

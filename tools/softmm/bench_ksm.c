@@ -35,6 +35,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <softmm.h>
@@ -47,6 +48,7 @@
 #define QUICK_FAULT_PAGES 512
 #define SCAN_BATCH 10000
 #define MERGE_TIMEOUT_S 300
+#define HOST_KSM_LOCK "/tmp/softmm-host-ksm.lock"   /* tests/diff/ksm.c takes it too */
 
 /* ---- the host's KSM ---- */
 
@@ -55,6 +57,7 @@ struct host_ksm {
 	long run, pages_to_scan, sleep_millisecs;
 	long smart_scan;	/* < 0: the host has no such knob (before 6.7) */
 	int kpageflags;		/* /proc/kpageflags, or -1 */
+	int lock;		/* HOST_KSM_LOCK, held while we own the knobs; or -1 */
 	char why[160];
 };
 
@@ -133,10 +136,15 @@ static void host_ksm_open(struct host_ksm *h, bool quick)
 
 	memset(h, 0, sizeof(*h));
 	h->kpageflags = -1;
+	h->lock = -1;
 	if (quick) {
 		snprintf(h->why, sizeof(h->why), "not measured under --quick (the host's ksmd is global)");
 		return;
 	}
+	/* Another softmm bench or diff_test may own the knobs now: wait. */
+	h->lock = open(HOST_KSM_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+	if (h->lock >= 0)
+		flock(h->lock, LOCK_EX);
 	h->run = sysfs_read("run");
 	h->pages_to_scan = sysfs_read("pages_to_scan");
 	h->sleep_millisecs = sysfs_read("sleep_millisecs");
@@ -175,14 +183,18 @@ static void host_ksm_open(struct host_ksm *h, bool quick)
 
 static void host_ksm_close(struct host_ksm *h)
 {
-	if (!h->ok)
+	if (!h->ok) {
+		if (h->lock >= 0)
+			close(h->lock);
 		return;
+	}
 	sysfs_write("run", h->run);
 	sysfs_write("pages_to_scan", h->pages_to_scan);
 	sysfs_write("sleep_millisecs", h->sleep_millisecs);
 	if (h->smart_scan >= 0)
 		sysfs_write("smart_scan", h->smart_scan);
 	close(h->kpageflags);
+	close(h->lock);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
 	restore_on_signal = NULL;
