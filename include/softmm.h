@@ -111,6 +111,15 @@ long sm_munmap(struct sm_mm *mm, unsigned long addr, unsigned long len);
  * data is visible to the host's read(2)); MS_INVALIDATE has nothing to drop. */
 long sm_msync(struct sm_mm *mm, unsigned long addr, unsigned long len, int flags);
 long sm_mprotect(struct sm_mm *mm, unsigned long addr, unsigned long len, int prot);
+/* madvise(2): Linux's advice values, checks and errors. MADV_REMOVE on a
+ * shared mapping (shared anonymous memory too) punches a hole in its file:
+ * fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) on the host file (its
+ * error returned as is), then the range's cached pages are unmapped from every
+ * mm of the machine and dropped, dirty or not (private copy-on-write copies
+ * stay); -EINVAL on private anonymous or VM_LOCKED memory, -EACCES on private
+ * file mappings and shared mappings of files opened read-only. Not
+ * implemented (-EINVAL): MADV_COLLAPSE, MADV_HWPOISON, MADV_SOFT_OFFLINE,
+ * MADV_GUARD_INSTALL/REMOVE. */
 long sm_madvise(struct sm_mm *mm, unsigned long addr, unsigned long len, int advice);
 long sm_mremap(struct sm_mm *mm, unsigned long old_addr, unsigned long old_len,
 	       unsigned long new_len, int flags, unsigned long new_addr);
