@@ -8,8 +8,8 @@
  * remover punches random ranges through A or B and now and then runs the
  * invariant checker on both mms, which fails on any mapped file folio that
  * is not its file's cached folio; a shaper splits and merges B's shared VMA
- * (mprotect) and forks B, so that the file rmap the punch walks keeps
- * changing under it. A fault that looked a folio up before a punch and
+ * (mprotect) and forks B (checking some children), so that the file rmap the
+ * punch walks keeps changing under it. A fault that looked a folio up before a punch and
  * maps it after is the race (do_file_fault's recheck under the PTE lock
  * exists for it); machine stats count how often a fault backed off.
  *
@@ -72,7 +72,9 @@ static void *faulter(void *arg)
 		bool use_b = st_chance(&rng, 50);
 		struct sm_mm *mm = use_b ? r->b : r->a;
 		unsigned page = (unsigned)st_below(&rng, NPAGES);
-		unsigned slot = (unsigned)st_below(&rng, ST_WORDS_PAGE);
+		/* Each faulter its own words: under TSan guest copies go byte by
+		 * byte, and a read racing a write of one word would tear it. */
+		unsigned slot = id + FAULTERS * (unsigned)st_below(&rng, ST_WORDS_PAGE / FAULTERS);
 		unsigned long base = use_b && st_chance(&rng, 30) ? PRIV : SHARED;
 		unsigned long addr = base + page * ST_PAGE_SIZE + slot * 8;
 		uint64_t w = 0;
@@ -143,6 +145,10 @@ static void *shaper(void *arg)
 			struct sm_mm *child;
 
 			if (sm_fork(r->b, &child) == 0) {
+				/* A page-cache PTE fork copied past a punch's walk
+				 * would be a folio no longer cached. */
+				if (st_chance(&rng, 20) && sm_mm_check(child))
+					report_bad(r, "sm_mm_check of a fork child failed", page, 0);
 				sm_mm_destroy(child);
 				atomic_fetch_add(&r->forks, 1);
 			}
