@@ -16,6 +16,7 @@
 #include <string.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -470,6 +471,16 @@ static void test_remove_errors(void **state)
 		assert_int_equal(sm_munmap(E.mm, (unsigned long)a, 4 * PG), 0);
 	}
 	assert_int_equal(sm_mm_check(E.mm), 0);
+	/* The host's fallocate error is the call's (ext4: -EFBIG this far out). */
+	{
+		long far = sm_mmap(E.mm, 0, PG, PROT_READ | PROT_WRITE, MAP_SHARED, E.fd, 1L << 44);
+		long want = fallocate(E.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 1L << 44, (off_t)PG)
+				    ? -errno : 0;
+
+		assert_true(far > 0);
+		assert_int_equal(sm_madvise(E.mm, (unsigned long)far, PG, MADV_REMOVE), want);
+		assert_int_equal(sm_munmap(E.mm, (unsigned long)far, PG), 0);
+	}
 	sm_munmap(E.mm, (unsigned long)anon, 2 * PG);
 	sm_munmap(E.mm, (unsigned long)priv, 2 * PG);
 	sm_munmap(E.mm, (unsigned long)shro, 2 * PG);
