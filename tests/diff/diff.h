@@ -267,11 +267,6 @@ void diff_run_vmpte_tests(struct diff_driver *d, const struct diff_opts *o,
  * this process, not through the fork server); counts passes and failures. */
 void diff_run_file_tests(const struct diff_opts *o, unsigned *passed, unsigned *failed);
 
-/* Held exclusively while a test or bench owns the host's KSM knobs (ksm.c,
- * tools/softmm/bench_ksm.c), shared while diff sequences run: a ksmd at full
- * speed would merge their MADV_MERGEABLE pages under them. */
-#define HOST_KSM_LOCK "/tmp/softmm-host-ksm.lock"
-
 /* ksm.c: KSM merging against the host's ksmd (its knobs set for the test and
  * put back); counts passes and failures (a host without KSM passes). */
 void diff_run_ksm_tests(const struct diff_opts *o, unsigned *passed, unsigned *failed);

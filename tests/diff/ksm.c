@@ -34,6 +34,7 @@
 #include <sys/wait.h>
 #include <softmm.h>
 #include "diff.h"
+#include "host_ksm.h"
 
 #define KSM_BASE 0x3d0000000000UL
 #define KPG 4096UL
@@ -80,35 +81,12 @@ enum { K_RUN, K_SCAN, K_SLEEP, K_SMART, K_ZERO, K_MAXSHARE, NR_KNOBS };
 
 static long knob_read(int k)
 {
-	char path[96];
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/kernel/mm/ksm/%s", knob_names[k]);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
+	return host_ksm_knob(knob_names[k]);
 }
 
 static int knob_write(int k, long v)
 {
-	char path[96];
-	FILE *f;
-	int err = 0;
-
-	snprintf(path, sizeof(path), "/sys/kernel/mm/ksm/%s", knob_names[k]);
-	f = fopen(path, "w");
-	if (!f)
-		return -errno;
-	if (fprintf(f, "%ld\n", v) < 0)
-		err = -EIO;
-	if (fclose(f))
-		err = -errno;
-	return err;
+	return host_ksm_set_knob(knob_names[k], v);
 }
 
 /* ---------------------------------------------------------------- the two sides */
@@ -160,21 +138,40 @@ static double now_s(void)
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+static long read_view(struct kside *s, const char *view, char *buf, size_t size);
+
+/*
+ * Linux's ksmd forgets an mm whose full scan found no mergeable VMA (its
+ * rmap items go, ksm_mergeable reads "no"); with no other mm registered it
+ * then sleeps and full_scans stands still. Whether that happened to us.
+ */
+static bool host_forgot_us(struct kside *s)
+{
+	static char buf[4096];
+	char *items;
+
+	if (read_view(s, "ksm_stat", buf, sizeof(buf)) < 0 || !strstr(buf, "ksm_mergeable: no"))
+		return false;
+	items = strstr(buf, "ksm_rmap_items ");
+	return items && strtol(items + strlen("ksm_rmap_items "), NULL, 10) == 0;
+}
+
 /* SCANS full scans. The host's ksmd runs only for these. */
 static void kmerge(struct kside *s)
 {
+	double end = now_s() + HOST_WAIT_S;
+	long first = -1, scans;
+	bool done = false;
+	FILE *f;
+
 	if (!s->host) {
 		long r = sm_ksm_scan(s->m, SCANS);
 
 		klog(s, "merge -> %s\n", r < 0 ? "error" : "ok");
 		return;
 	}
-	double end = now_s() + HOST_WAIT_S;
-	long first = -1, scans;
-	FILE *f;
-
 	knob_write(K_RUN, 1);
-	for (;;) {
+	while (!done && now_s() < end) {
 		scans = -1;
 		f = fopen("/sys/kernel/mm/ksm/full_scans", "r");
 		if (f) {
@@ -182,14 +179,16 @@ static void kmerge(struct kside *s)
 				scans = -1;
 			fclose(f);
 		}
+		if (scans < 0)
+			break;
 		if (first < 0)
 			first = scans;
-		if (scans < 0 || scans >= first + SCANS || now_s() > end)
-			break;
-		usleep(1000);
+		done = scans >= first + SCANS || (scans > first && host_forgot_us(s));
+		if (!done)
+			usleep(1000);
 	}
 	knob_write(K_RUN, 0);
-	klog(s, "merge -> %s\n", scans >= 0 && scans >= first + SCANS ? "ok" : "error");
+	klog(s, "merge -> %s\n", done ? "ok" : "error");
 }
 
 /* A /proc view of the side's process into buf: its length, or -1. */
@@ -562,10 +561,8 @@ static void run_ksm_tests(const struct diff_opts *o, unsigned *passed, unsigned 
  * save our settings as the ones to put back. They take this lock too. */
 void diff_run_ksm_tests(const struct diff_opts *o, unsigned *passed, unsigned *failed)
 {
-	int lock = open(HOST_KSM_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+	int lock = host_ksm_lock(LOCK_EX);
 
-	if (lock >= 0)
-		flock(lock, LOCK_EX);
 	run_ksm_tests(o, passed, failed);
 	if (lock >= 0)
 		close(lock);

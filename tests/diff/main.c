@@ -17,7 +17,6 @@
  * Nothing may be printed before driver_open(): stdio would grow the heap
  * that the host children inherit.
  */
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +24,7 @@
 #include <unistd.h>
 #include <sys/file.h>
 #include "diff.h"
+#include "host_ksm.h"
 
 #define REPORTS_IN_FULL 5
 
@@ -198,10 +198,8 @@ int main(int argc, char **argv)
 		diff_run_vmpte_tests(d, &o, &passed, &failed);
 		diff_run_file_tests(&o, &passed, &failed);
 		diff_run_ksm_tests(&o, &passed, &failed);
-		int lock = open(HOST_KSM_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+		int lock = host_ksm_lock(LOCK_SH);
 
-		if (lock >= 0)
-			flock(lock, LOCK_SH);
 		run_sequences(d, &a, &passed, &failed);
 		if (lock >= 0)
 			close(lock);

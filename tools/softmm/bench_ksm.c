@@ -40,6 +40,7 @@
 #include <sys/wait.h>
 #include <softmm.h>
 #include "bench.h"
+#include "host_ksm.h"
 
 #define MIB (1ul << 20)
 #define MERGE_BYTES (512 * MIB)		/* per mm: 1 GiB in all */
@@ -48,7 +49,6 @@
 #define QUICK_FAULT_PAGES 512
 #define SCAN_BATCH 10000
 #define MERGE_TIMEOUT_S 300
-#define HOST_KSM_LOCK "/tmp/softmm-host-ksm.lock"   /* tests/diff/ksm.c takes it too */
 
 /* ---- the host's KSM ---- */
 
@@ -60,39 +60,6 @@ struct host_ksm {
 	int lock;		/* HOST_KSM_LOCK, held while we own the knobs; or -1 */
 	char why[160];
 };
-
-static long sysfs_read(const char *knob)
-{
-	char path[96];
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/kernel/mm/ksm/%s", knob);
-	f = fopen(path, "r");
-	if (!f)
-		return -errno;
-	if (fscanf(f, "%ld", &v) != 1)
-		v = -EIO;
-	fclose(f);
-	return v;
-}
-
-static int sysfs_write(const char *knob, long v)
-{
-	char path[96];
-	FILE *f;
-	int err = 0;
-
-	snprintf(path, sizeof(path), "/sys/kernel/mm/ksm/%s", knob);
-	f = fopen(path, "w");
-	if (!f)
-		return -errno;
-	if (fprintf(f, "%ld\n", v) < 0)
-		err = -EIO;
-	if (fclose(f))
-		err = -errno;
-	return err;
-}
 
 /* What to put back if the run is interrupted (SIGINT, SIGTERM): the host's
  * ksmd must not keep running at full speed after us. */
@@ -142,19 +109,17 @@ static void host_ksm_open(struct host_ksm *h, bool quick)
 		return;
 	}
 	/* Another softmm bench or diff_test may own the knobs now: wait. */
-	h->lock = open(HOST_KSM_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-	if (h->lock >= 0)
-		flock(h->lock, LOCK_EX);
-	h->run = sysfs_read("run");
-	h->pages_to_scan = sysfs_read("pages_to_scan");
-	h->sleep_millisecs = sysfs_read("sleep_millisecs");
+	h->lock = host_ksm_lock(LOCK_EX);
+	h->run = host_ksm_knob("run");
+	h->pages_to_scan = host_ksm_knob("pages_to_scan");
+	h->sleep_millisecs = host_ksm_knob("sleep_millisecs");
 	if (h->run < 0 || h->pages_to_scan < 0 || h->sleep_millisecs < 0) {
 		snprintf(h->why, sizeof(h->why), "host KSM unavailable (/sys/kernel/mm/ksm: %s)",
 			 strerror((int)-(h->run < 0 ? h->run : h->pages_to_scan < 0 ? h->pages_to_scan
 										  : h->sleep_millisecs)));
 		return;
 	}
-	err = sysfs_write("pages_to_scan", h->pages_to_scan);
+	err = host_ksm_set_knob("pages_to_scan", h->pages_to_scan);
 	if (err) {
 		snprintf(h->why, sizeof(h->why), "host KSM unavailable (/sys/kernel/mm/ksm not writable: %s)",
 			 strerror(-err));
@@ -172,9 +137,9 @@ static void host_ksm_open(struct host_ksm *h, bool quick)
 	 * unmapped are reused when the next rep maps at the same address: a
 	 * rep's pages were then skipped for minutes. Off for the run.
 	 */
-	h->smart_scan = sysfs_read("smart_scan");
+	h->smart_scan = host_ksm_knob("smart_scan");
 	if (h->smart_scan > 0)
-		sysfs_write("smart_scan", 0);
+		host_ksm_set_knob("smart_scan", 0);
 	h->ok = true;
 	restore_on_signal = h;
 	signal(SIGINT, restore_and_die);
@@ -188,11 +153,11 @@ static void host_ksm_close(struct host_ksm *h)
 			close(h->lock);
 		return;
 	}
-	sysfs_write("run", h->run);
-	sysfs_write("pages_to_scan", h->pages_to_scan);
-	sysfs_write("sleep_millisecs", h->sleep_millisecs);
+	host_ksm_set_knob("run", h->run);
+	host_ksm_set_knob("pages_to_scan", h->pages_to_scan);
+	host_ksm_set_knob("sleep_millisecs", h->sleep_millisecs);
 	if (h->smart_scan >= 0)
-		sysfs_write("smart_scan", h->smart_scan);
+		host_ksm_set_knob("smart_scan", h->smart_scan);
 	close(h->kpageflags);
 	close(h->lock);
 	signal(SIGINT, SIG_DFL);
@@ -202,11 +167,11 @@ static void host_ksm_close(struct host_ksm *h)
 
 static int host_ksm_run(unsigned run)
 {
-	int err = run ? sysfs_write("pages_to_scan", SCAN_BATCH) : 0;
+	int err = run ? host_ksm_set_knob("pages_to_scan", SCAN_BATCH) : 0;
 
 	if (!err && run)
-		err = sysfs_write("sleep_millisecs", 0);
-	return err ? err : sysfs_write("run", run);
+		err = host_ksm_set_knob("sleep_millisecs", 0);
+	return err ? err : host_ksm_set_knob("run", run);
 }
 
 /*
