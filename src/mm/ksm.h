@@ -57,13 +57,14 @@
 #define PAGE_MAPPING_KSM 0x2ul
 
 /* The KSM pages of some contents, when there are several (max_page_sharing
- * filled the first): Linux's stable node chain. */
+ * filled the first): Linux's stable node chain. All of it: ksm->mutex. */
 struct ksm_chain {
 	struct list_head open;          /* nodes with room for another rmap item */
 	struct list_head full;          /* the others */
 	int nr;                         /* >= 2 */
 };
 
+/* Every field: ksm->mutex (the KSM page itself changes under PTE locks). */
 struct ksm_stable_node {
 	struct rb_node node;            /* ksm->stable_tree */
 	struct list_head hlist;         /* ksm_rmap_item.hlist */
